@@ -1,0 +1,98 @@
+# helpers.bash -- shared set-up for the bats suites.  Load with
+#	load helpers
+# in each .bats file.  Every helper is documented where it is defined.
+
+bats_require_minimum_version 1.5.0
+
+TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+TRANSCRIPTS=$TOP/tests/transcripts
+# The interoperability vectors live in ../shared/vectors next to a checkout
+# and are copied to tests/vectors; prefer the copy in the tree.
+VECTORS=$TOP/tests/vectors
+PATH=$TOP:$PATH
+export PATH
+
+# Debian's python, which has python3-cryptography and the email package.
+PY=/usr/bin/python3
+
+# usmtp_keys: make (once per bats run) a CA, server key and certificate in
+# $KEYS with ssl/mkcerts.  Safe to call from every setup().
+usmtp_keys() {
+	KEYS=$BATS_RUN_TMPDIR/keys
+	if mkdir "$BATS_RUN_TMPDIR/keys.lock" 2>/dev/null; then
+		"$TOP/ssl/mkcerts" "$KEYS" >/dev/null
+		touch "$BATS_RUN_TMPDIR/keys.done"
+	fi
+	local i=0
+	while [ ! -e "$BATS_RUN_TMPDIR/keys.done" ] && [ $i -lt 300 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
+	[ -e "$BATS_RUN_TMPDIR/keys.done" ]
+}
+
+# usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
+# database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
+# handler command line, logging to stderr) and makes keys.
+usmtp_setup() {
+	usmtp_keys
+	T=$BATS_TEST_TMPDIR
+	DB=$T/users.db
+	MAIL=$T/mail
+	HLOG=$T/handler.log
+	HANDLER="usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --timeout 10 --log-stderr"
+}
+
+# add_user ADDRESS PASSWORD [usmtp-users add options]: adds a user with the
+# cheapest KDF cost (tests and benchmarks only).
+add_user() {
+	local addr=$1 pw=$2
+	shift 2
+	printf '%s\n' "$pw" | usmtp-users --db "$DB" add "$addr" --password-stdin --cost 1 "$@"
+}
+
+# client_script NAME [handler options]: runs tests/transcripts/NAME.in
+# through a handler started over a socket pair; prints the decrypted
+# replies and the handler's exit status.  The handler log goes to $HLOG.
+client_script() {
+	local name=$1
+	shift
+	timeout 30 usmtp-client --ca "$KEYS/ca.pem" --script "$TRANSCRIPTS/$name.in" \
+		--exec "exec $HANDLER $* 2>>$HLOG"
+}
+
+# check_golden NAME: compares $output with tests/transcripts/NAME.out.
+check_golden() {
+	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"
+}
+
+# free_port: prints a TCP port nobody listens on (loopback).
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT [HOST]: waits (5 s at most) until something listens.
+wait_port() {
+	local i=0
+	while [ $i -lt 100 ]; do
+		if ss -Hltn "sport = :$1" | grep -q .; then return 0; fi
+		sleep 0.05; i=$((i + 1))
+	done
+	return 1
+}
+
+# start_socket_activate PORT ADDR: runs the handler behind
+# systemd-socket-activate on ADDR:PORT; sets SA_PID.
+start_socket_activate() {
+	local port=$1 addr=$2
+	systemd-socket-activate --inetd -a -l "$addr:$port" \
+		sh -c "exec $HANDLER 2>>$HLOG" 2>>"$T/sa.log" &
+	SA_PID=$!
+	wait_port "$port"
+}
+
+# stop_pid PID: kills and reaps a background process started by a test.
+stop_pid() {
+	[ -n "${1:-}" ] || return 0
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}

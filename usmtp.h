@@ -1,0 +1,214 @@
+/*
+ * usmtp.h -- the whole internal interface of usmtp, grouped by file.
+ *
+ * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
+ * auth.c and mailer.c may call crypto.c; crypto.c calls only OpenSSL and
+ * libc.  Modules never exit, print or syslog: they return -1 and set a
+ * static reason (*why) for the caller to report.
+ */
+#ifndef USMTP_H
+#define USMTP_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+
+#define USMTP_VERSION		"1.0.0"
+
+#define ADDR_MAX		254	/* RFC 5321 path limit, bytes */
+#define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
+#define SESSION_KEY_BYTES	32	/* AES-256 */
+#define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
+#define MAX_ATTACHMENTS		5	/* PROTOCOL.md 6 */
+#define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
+
+/* crypto.c */
+
+/* Frame kinds (PROTOCOL.md 2, 3). */
+enum ftype {
+	FT_PLAIN,	/* plaintext, ends at the first CRLFCRLF */
+	FT_PLAIN_DOT,	/* plaintext, ends at the first ".\r\n\r\n" (202) */
+	FT_KEY,		/* exactly RSA_CIPHER_BYTES then CRLFCRLF */
+	FT_CIPHER,	/* AES blocks, CRLFCRLF at a positive multiple of 16 */
+	FT_CIPHER_DOT	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
+};
+
+/* frame_read() results. */
+enum {
+	FR_OK = 0,
+	FR_EOF,		/* clean end of input before the frame's first byte */
+	FR_TRUNC,	/* end of input inside a frame */
+	FR_TOOBIG,	/* more than max bytes buffered without a terminator */
+	FR_TIMEOUT,	/* idle timeout or frame deadline passed */
+	FR_BADFRAME,	/* malformed: wrong terminator, not whole blocks */
+	FR_ERROR	/* read/write error or internal failure; see why */
+};
+
+struct frameio {
+	int		 rfd, wfd;
+	int		 timeout_ms;	/* idle limit per wait, <= 0: none */
+	unsigned char	*in;		/* read buffer */
+	size_t		 incap, inoff, inlen;	/* [inoff, inoff+inlen) unread */
+	unsigned char	*out;		/* pending output */
+	size_t		 outcap, outlen;
+	unsigned char	*plain;		/* last decrypted frame, NUL-ended */
+	size_t		 plaincap;
+	EVP_CIPHER_CTX	*enc, *dec;	/* NULL until frame_setkey() */
+	const char	*why;		/* reason for the last FR_ERROR */
+};
+
+/*
+ * Sets up io over rfd/wfd with an idle timeout in seconds (0: none).
+ * Returns 0, or -1 when out of memory.
+ */
+int	frame_init(struct frameio *io, int rfd, int wfd, int timeout_sec);
+/* Wipes and frees everything io holds; io may be reused after frame_init. */
+void	frame_free(struct frameio *io);
+/* Switches io to AES-256-ECB with key (32 bytes); key is copied. */
+int	frame_setkey(struct frameio *io, const unsigned char *key);
+
+/*
+ * Reads one frame of kind type whose payload (terminator excluded) may
+ * be at most max bytes.  Pending output is flushed before any wait.
+ * FT_CIPHER*: the payload is decrypted, trailing spaces are stripped and
+ * *data points at the plaintext (NUL-terminated; it may contain NULs, so
+ * use *len).  Other kinds: *data is the raw payload.  *data stays valid
+ * until the next frame_* call.
+ */
+int	frame_read(struct frameio *io, enum ftype type, size_t max,
+	    unsigned char **data, size_t *len);
+
+/*
+ * Reads exactly n raw bytes of counted data (PROTOCOL.md 6) and passes
+ * them on in pieces of at most STREAM_CHUNK_BYTES: sink(arg, p, len)
+ * returning -1 stops the read (FR_ERROR, io->why left to the caller).
+ * The bytes are passed raw (still encrypted); see aes_stream below.
+ */
+int	frame_read_counted(struct frameio *io, size_t n,
+	    int (*sink)(void *arg, const unsigned char *p, size_t len),
+	    void *arg);
+
+/*
+ * Queues one frame: text plus terminator.  With a key set, FT_CIPHER and
+ * FT_CIPHER_DOT pad text with 1..16 spaces (PROTOCOL.md 2, "always pad")
+ * and encrypt it.  FT_KEY and FT_PLAIN* are sent as given.
+ * Returns 0 or -1 (io->why).
+ */
+int	frame_write(struct frameio *io, enum ftype type, const void *text,
+	    size_t len);
+/* Queues raw bytes as they are (counted data, test harness). */
+int	frame_write_raw(struct frameio *io, const void *p, size_t len);
+/* Writes out everything queued.  Returns 0 or -1 (io->why). */
+int	frame_flush(struct frameio *io);
+/* Bytes read but not yet consumed by a frame. */
+size_t	frame_pending(const struct frameio *io);
+
+/*
+ * AES-256-ECB over a stream of whole blocks, for attachment content.
+ * aes_stream_update() takes any length; it keeps a partial block back.
+ */
+struct aes_stream {
+	EVP_CIPHER_CTX	*ctx;
+};
+int	aes_stream_init(struct aes_stream *s, const unsigned char *key,
+	    int encrypt);
+/* out must hold len + 16 bytes; *outlen is set. */
+int	aes_stream_update(struct aes_stream *s, const unsigned char *in,
+	    size_t len, unsigned char *out, size_t *outlen);
+void	aes_stream_free(struct aes_stream *s);
+
+/* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
+int	aes_ecb(const unsigned char *key, int encrypt,
+	    const unsigned char *in, size_t len, unsigned char *out);
+
+/*
+ * Loads a PEM private key.  Refuses a file that group or others may read
+ * (checked with fstat on the open descriptor).  Returns NULL and *why.
+ */
+EVP_PKEY *crypto_load_key(const char *path, const char **why);
+/*
+ * Reads the first PEM certificate block of path into a malloc'd string
+ * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
+ */
+char	*crypto_read_cert_pem(const char *path, size_t *len, const char **why);
+/* RSA-OAEP, SHA-256 and MGF1-SHA-256, empty label (PROTOCOL.md 3). */
+int	crypto_rsa_decrypt(EVP_PKEY *key, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+/* Fills buf with n random bytes; 0 or -1. */
+int	crypto_random(void *buf, size_t n);
+
+/* auth.c */
+
+/*
+ * Checks address syntax (PROTOCOL.md 5: local@domain, one '@', no spaces
+ * or control characters, dot-separated domain labels) and writes the
+ * lower-cased address to out (outsz >= ADDR_MAX + 1).  0 or -1.
+ */
+int	addr_normalize(const char *in, size_t inlen, char *out, size_t outsz);
+
+struct userdb;
+/* Opens the user database read-only, retrying briefly while a writer
+ * holds it.  NULL and *why when missing, unreadable or corrupt. */
+struct userdb *auth_open(const char *path, const char **why);
+void	auth_close(struct userdb *db);
+/*
+ * Checks a password for a normalized address in constant time; an
+ * unknown address costs the same work (a dummy hash).  Returns 1 when
+ * good, 0 when wrong or unknown, -1 on a database error (*why).
+ */
+int	auth_check(struct userdb *db, const char *addr, const char *pw,
+	    size_t pwlen, const char **why);
+/*
+ * Looks up a normalized address.  Returns 1 and copies the user's own
+ * Maildir path (or "" when none) into maildir; 0 when unknown; -1 (*why).
+ */
+int	auth_lookup(struct userdb *db, const char *addr, char *maildir,
+	    size_t maildirsz, const char **why);
+
+/* mailer.c */
+
+struct mail_conf {
+	const char	*maildir;	/* template: %u %d %a %%, or NULL */
+	const char	*sendmail;	/* path, or NULL for Maildir delivery */
+	int		 sendmail_timeout;	/* seconds */
+	const char	*hostname;	/* for Received:, Message-ID:, names */
+	const char	*peer;		/* client address for Received: */
+	const char	*session_id;	/* for Received: id */
+};
+
+struct mail;
+/*
+ * Starts a message from sender to rcpt (normalized addresses), with the
+ * subject and body as the client sent them (any bytes; CR, LF, NUL never
+ * reach a header) and nattach attachments to follow.  rcpt_maildir is
+ * the recipient's own Maildir from the database, or "" for the template.
+ * The message is written to a temporary file; nothing is delivered
+ * before mail_commit().  NULL and *why on failure.
+ */
+struct mail *mail_begin(const struct mail_conf *conf, const char *sender,
+	    const char *rcpt, const char *rcpt_maildir,
+	    const char *subject, size_t subjectlen,
+	    const char *body, size_t bodylen, int nattach, const char **why);
+/* Starts the next attachment with the client's file name (any bytes;
+ * only a safe last path component is used). */
+int	mail_attach_begin(struct mail *m, const char *name, size_t namelen,
+	    const char **why);
+/* Adds attachment bytes (streamed through base64 to the file). */
+int	mail_attach_write(struct mail *m, const void *p, size_t len,
+	    const char **why);
+int	mail_attach_end(struct mail *m, const char **why);
+/*
+ * Delivers: Maildir rename into new/ (after fsync), or sendmail run and
+ * its exit status checked.  Frees m whatever happens.  where gets a short
+ * description of the destination for the log; *size the message size.
+ * 0 when delivered, -1 (*why) when nothing was delivered.
+ */
+int	mail_commit(struct mail *m, char *where, size_t wheresz,
+	    off_t *size, const char **why);
+/* Abandons the message: removes the temporary file, frees m. */
+void	mail_abort(struct mail *m);
+
+#endif /* USMTP_H */
