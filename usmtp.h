@@ -50,6 +50,7 @@ struct frameio {
 	int		 timeout_ms;	/* idle limit per wait, <= 0: none */
 	unsigned char	*in;		/* read buffer */
 	size_t		 incap, inoff, inlen;	/* [inoff, inoff+inlen) unread */
+	size_t		 scanned;	/* bytes of the frame already searched */
 	unsigned char	*out;		/* pending output */
 	size_t		 outcap, outlen;
 	unsigned char	*plain;		/* last decrypted frame, NUL-ended */
