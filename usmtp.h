@@ -169,6 +169,65 @@ int	auth_check(struct userdb *db, const char *addr, const char *pw,
 int	auth_lookup(struct userdb *db, const char *addr, char *maildir,
 	    size_t maildirsz, const char **why);
 
+/*
+ * The database file: key = the normalized (lower-cased) address, without
+ * a trailing NUL; value = password record, optionally a TAB and the
+ * user's Maildir, without a trailing NUL.  A password record is
+ * "$scrypt$ln=COST,r=8,p=1$SALT$HASH": COST is log2 of scrypt's N, SALT
+ * (16 random bytes) and HASH (32 bytes) in standard base64 with padding.
+ * Records keep their own parameters, so the cost can be raised later.
+ */
+#define AUTH_COST_DEFAULT	14	/* N = 2^14, r = 8: 16 MiB, ~50 ms */
+#define AUTH_COST_MIN		1	/* tests and benchmarks only */
+#define AUTH_COST_MAX		18	/* 256 MiB per check */
+#define AUTH_HASH_MAX		255	/* a password record, bytes */
+#define AUTH_MAILDIR_MAX	1024	/* a user's Maildir path, bytes */
+#define AUTH_RECORD_MAX		(AUTH_HASH_MAX + 1 + AUTH_MAILDIR_MAX)
+
+/*
+ * Makes a password record for pw (pwlen bytes) with a fresh random salt
+ * and scrypt N = 2^cost (AUTH_COST_MIN..AUTH_COST_MAX) into out
+ * (outsz > AUTH_HASH_MAX).  0 or -1 (*why).
+ */
+int	auth_hash(const char *pw, size_t pwlen, int cost, char *out,
+	    size_t outsz, const char **why);
+/*
+ * Checks pw against a password record in constant time (CRYPTO_memcmp).
+ * Returns 1 when it matches, 0 when not, -1 (*why) for a malformed record.
+ */
+int	auth_verify(const char *record, const char *pw, size_t pwlen,
+	    const char **why);
+/* 1 when dir may be stored as a user's Maildir (absolute, no control
+ * characters, at most AUTH_MAILDIR_MAX bytes), else 0. */
+int	auth_maildir_ok(const char *dir);
+
+enum auth_op {
+	AUTH_ADD,	/* store addr: hash and maildir (NULL or "": none) */
+	AUTH_PASSWD,	/* replace addr's password record, keep its Maildir */
+	AUTH_DEL	/* remove addr; hash and maildir unused */
+};
+/*
+ * Changes the database at path (admin tool only).  Holds an exclusive
+ * flock(2) on "path.lock" throughout, copies every record plus the change
+ * into a new file "path.tmpXXXXXX" (mode 0640; the old file's owner and
+ * group kept where permitted), fsyncs it and rename(2)s it over path, so
+ * readers open the old or the new file, never a half-written one.
+ * AUTH_ADD creates path when missing.  addr must be normalized.  Returns
+ * 0 when done; 1 when nothing changed because addr already exists
+ * (AUTH_ADD) or is unknown (AUTH_PASSWD, AUTH_DEL, also when path is
+ * missing); -1 (*why).
+ */
+int	auth_update(const char *path, enum auth_op op, const char *addr,
+	    const char *hash, const char *maildir, const char **why);
+/*
+ * Calls fn(arg, addr, maildir) for every user in database order (not
+ * sorted); maildir is "" when none.  fn returning -1 stops the walk.
+ * 0 or -1 (*why).
+ */
+int	auth_foreach(struct userdb *db,
+	    int (*fn)(void *arg, const char *addr, const char *maildir),
+	    void *arg, const char **why);
+
 /* mailer.c */
 
 struct mail_conf {

@@ -1,0 +1,766 @@
+/*
+ * auth.c -- the GDBM user database: address syntax (PROTOCOL.md 5), the
+ * scrypt password record, constant-work password checks, read-only opens
+ * for the handler and copy-and-rename updates for usmtp-users.  Replies,
+ * logging and prompting for passwords are left to the programs.
+ */
+
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gdbm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "usmtp.h"
+
+#define SCRYPT_R		8
+#define SCRYPT_P		1
+#define SCRYPT_R_MAX		32
+#define SCRYPT_P_MAX		16
+#define SCRYPT_MEM_MAX_BYTES	((uint64_t)1 << 30)
+#define SALT_BYTES		16
+#define HASH_BYTES		32
+#define SALT_BYTES_MIN		8
+#define HASH_BYTES_MIN		16
+#define KDF_BYTES_MAX		64
+#define OPEN_WAIT_MS		2000	/* readers wait this long */
+#define OPEN_RETRY_MS		20
+#define DB_MODE			0640
+#define WHY_BYTES		512
+
+#define STR2(x)			#x
+#define STR(x)			STR2(x)
+
+/* Verified against for unknown addresses so they cost a real check. */
+static const char dummy_record[] =
+    "$scrypt$ln=" STR(AUTH_COST_DEFAULT) ",r=8,p=1$"
+    "dXNtdHAgZHVtbXkgc2FsdA==$"
+    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=";
+
+struct userdb {
+	GDBM_FILE	 dbf;
+	char		*path;
+};
+
+static char whybuf[WHY_BYTES];
+
+static const char *setwhy(const char *, const char *);
+static const char *gdbm_why(const char *, int, int);
+static GDBM_FILE db_open_read(const char *, int *, const char **);
+static int	db_fetch(GDBM_FILE, const char *, const char *, char *,
+		    size_t, const char **);
+static int	split_record(char *, char **);
+static int	parse_uint(const char **, unsigned long, unsigned long *);
+static int	b64_decode(const char *, size_t, unsigned char *, size_t,
+		    size_t *);
+static int	is_atext(int);
+static int	check_maildir(const char *);
+static int	sync_dir(const char *);
+static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, const char **);
+
+/* Makes *why read "what: detail", or just "what" when detail is NULL. */
+static const char *
+setwhy(const char *what, const char *detail)
+{
+	int n;
+
+	if (detail != NULL)
+		n = snprintf(whybuf, sizeof(whybuf), "%s: %s", what, detail);
+	else
+		n = snprintf(whybuf, sizeof(whybuf), "%s", what);
+	if (n < 0)
+		return what;
+	return whybuf;	/* truncated at worst, still NUL-terminated */
+}
+
+/* The reason for a failed gdbm call: errno when GDBM says it is one. */
+static const char *
+gdbm_why(const char *path, int gerr, int serr)
+{
+	if (gerr == GDBM_FILE_OPEN_ERROR && serr == ENOENT)
+		return setwhy(path, strerror(serr));
+	if (gdbm_check_syserr(gerr) && serr != 0) {
+		char detail[256];
+		int n;
+
+		n = snprintf(detail, sizeof(detail), "%s: %s",
+		    gdbm_strerror(gerr), strerror(serr));
+		return setwhy(path, n < 0 ? gdbm_strerror(gerr) : detail);
+	}
+	return setwhy(path, gdbm_strerror(gerr));
+}
+
+/*
+ * GDBM_READER never creates the file (it opens O_RDONLY).  A reader's
+ * shared lock fails while some gdbm writer holds the file: we never write
+ * the live file ourselves (copy and rename), but gdbmtool or an older
+ * tool might, so wait a little.
+ */
+static GDBM_FILE
+db_open_read(const char *path, int *missing, const char **why)
+{
+	struct timespec ts = { 0, OPEN_RETRY_MS * 1000000L };
+	GDBM_FILE dbf;
+	int waited, gerr, serr;
+
+	for (waited = 0;; waited += OPEN_RETRY_MS) {
+		errno = 0;
+		dbf = gdbm_open(path, 0, GDBM_READER | GDBM_CLOEXEC, 0, NULL);
+		if (dbf != NULL)
+			return dbf;
+		gerr = gdbm_errno;
+		serr = errno;
+		if ((gerr != GDBM_CANT_BE_READER &&
+		    !(serr == EAGAIN || serr == EWOULDBLOCK)) ||
+		    waited >= OPEN_WAIT_MS)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	*missing = gerr == GDBM_FILE_OPEN_ERROR && serr == ENOENT;
+	if (gerr == GDBM_CANT_BE_READER)
+		*why = setwhy(path, "locked by a writer for more than 2 s");
+	else
+		*why = gdbm_why(path, gerr, serr);
+	return NULL;
+}
+
+/*
+ * Copies the record of addr into rec (NUL-terminated).  1 found, 0 not
+ * found, -1 (*why) on a read error or a record too long to be ours.
+ */
+static int
+db_fetch(GDBM_FILE dbf, const char *path, const char *addr, char *rec,
+    size_t recsz, const char **why)
+{
+	datum key, val;
+	int rv = -1;
+
+	key.dptr = (char *)(uintptr_t)addr;	/* gdbm does not write keys */
+	key.dsize = (int)strlen(addr);
+	val = gdbm_fetch(dbf, key);
+	if (val.dptr == NULL) {
+		if (gdbm_errno == GDBM_ITEM_NOT_FOUND)
+			return 0;
+		*why = gdbm_why(path, gdbm_errno, errno);
+		return -1;
+	}
+	if (val.dsize <= 0 || (size_t)val.dsize >= recsz ||
+	    memchr(val.dptr, '\0', (size_t)val.dsize) != NULL) {
+		*why = setwhy(path, "malformed user record");
+		goto out;
+	}
+	memcpy(rec, val.dptr, (size_t)val.dsize);
+	rec[val.dsize] = '\0';
+	rv = 1;
+out:
+	OPENSSL_cleanse(val.dptr, (size_t)(val.dsize > 0 ? val.dsize : 0));
+	free(val.dptr);
+	return rv;
+}
+
+/* Record value: HASH or HASH TAB MAILDIR.  Cuts rec; 0 or -1. */
+static int
+split_record(char *rec, char **maildir)
+{
+	char *tab;
+
+	if ((tab = strchr(rec, '\t')) == NULL) {
+		*maildir = rec + strlen(rec);
+		return 0;
+	}
+	*tab = '\0';
+	*maildir = tab + 1;
+	return check_maildir(*maildir);
+}
+
+/* Reads decimal digits at *p (no sign, no leading zero) up to max. */
+static int
+parse_uint(const char **p, unsigned long max, unsigned long *v)
+{
+	const char *s = *p;
+	unsigned long n = 0;
+
+	if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9'))
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		n = n * 10 + (unsigned long)(*s - '0');
+		if (n > max)
+			return -1;
+	}
+	*v = n;
+	*p = s;
+	return 0;
+}
+
+/* Standard base64 with padding, exactly len characters.  0 or -1. */
+static int
+b64_decode(const char *in, size_t len, unsigned char *out, size_t outsz,
+    size_t *outlen)
+{
+	unsigned char tmp[KDF_BYTES_MAX + 3];
+	size_t i, pad = 0;
+	int n, rv = -1;
+
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(tmp))
+		return -1;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c == '=') {
+			if (i < len - 2)
+				return -1;
+			pad++;
+		} else if (pad > 0 || !((c >= 'A' && c <= 'Z') ||
+		    (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '+' || c == '/'))
+			return -1;
+	}
+	n = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
+	if (n < 0 || (size_t)n < pad || (size_t)n - pad > outsz)
+		goto out;
+	*outlen = (size_t)n - pad;
+	memcpy(out, tmp, *outlen);
+	rv = 0;
+out:
+	OPENSSL_cleanse(tmp, sizeof(tmp));
+	return rv;
+}
+
+int
+auth_hash(const char *pw, size_t pwlen, int cost, char *out, size_t outsz,
+    const char **why)
+{
+	unsigned char salt[SALT_BYTES], dk[HASH_BYTES];
+	char salt64[4 * ((SALT_BYTES + 2) / 3) + 1];
+	char dk64[4 * ((HASH_BYTES + 2) / 3) + 1];
+	int n, rv = -1;
+
+	if (cost < AUTH_COST_MIN || cost > AUTH_COST_MAX) {
+		*why = "scrypt cost out of range";
+		goto out;
+	}
+	if (RAND_bytes(salt, sizeof(salt)) != 1) {
+		*why = "no random bytes for the salt";
+		goto out;
+	}
+	if (EVP_PBE_scrypt(pw, pwlen, salt, sizeof(salt), (uint64_t)1 << cost,
+	    SCRYPT_R, SCRYPT_P, SCRYPT_MEM_MAX_BYTES, dk, sizeof(dk)) != 1) {
+		*why = "scrypt failed";
+		goto out;
+	}
+	EVP_EncodeBlock((unsigned char *)salt64, salt, sizeof(salt));
+	EVP_EncodeBlock((unsigned char *)dk64, dk, sizeof(dk));
+	n = snprintf(out, outsz, "$scrypt$ln=%d,r=%d,p=%d$%s$%s", cost,
+	    SCRYPT_R, SCRYPT_P, salt64, dk64);
+	if (n < 0 || (size_t)n >= outsz) {
+		*why = "password record buffer too small";
+		goto out;
+	}
+	rv = 0;
+out:
+	OPENSSL_cleanse(dk, sizeof(dk));
+	OPENSSL_cleanse(dk64, sizeof(dk64));
+	return rv;
+}
+
+int
+auth_verify(const char *record, const char *pw, size_t pwlen,
+    const char **why)
+{
+	unsigned char salt[KDF_BYTES_MAX], want[KDF_BYTES_MAX];
+	unsigned char got[KDF_BYTES_MAX];
+	unsigned long ln, r, p;
+	size_t saltlen = 0, wantlen = 0;
+	const char *s = record, *dollar;
+	uint64_t mem;
+	int rv = -1;
+
+	*why = "malformed password record";
+	if (strncmp(s, "$scrypt$ln=", 11) != 0)
+		goto out;
+	s += 11;
+	if (parse_uint(&s, AUTH_COST_MAX, &ln) == -1 || ln < AUTH_COST_MIN ||
+	    strncmp(s, ",r=", 3) != 0)
+		goto out;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_R_MAX, &r) == -1 || r == 0 ||
+	    strncmp(s, ",p=", 3) != 0)
+		goto out;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_P_MAX, &p) == -1 || p == 0 || *s != '$')
+		goto out;
+	s++;
+	if ((dollar = strchr(s, '$')) == NULL ||
+	    b64_decode(s, (size_t)(dollar - s), salt, sizeof(salt),
+	    &saltlen) == -1 || saltlen < SALT_BYTES_MIN)
+		goto out;
+	s = dollar + 1;
+	if (b64_decode(s, strlen(s), want, sizeof(want), &wantlen) == -1 ||
+	    wantlen < HASH_BYTES_MIN)
+		goto out;
+	/* OpenSSL needs 128 r (N + 2) + 128 r p bytes */
+	mem = 128 * (uint64_t)r * (((uint64_t)1 << ln) + 2 + p);
+	if (mem > SCRYPT_MEM_MAX_BYTES) {
+		*why = "password record asks for too much memory";
+		goto out;
+	}
+	if (EVP_PBE_scrypt(pw, pwlen, salt, saltlen, (uint64_t)1 << ln, r, p,
+	    SCRYPT_MEM_MAX_BYTES, got, wantlen) != 1) {
+		*why = "scrypt failed";
+		goto out;
+	}
+	rv = CRYPTO_memcmp(got, want, wantlen) == 0;
+out:
+	OPENSSL_cleanse(got, sizeof(got));
+	OPENSSL_cleanse(want, sizeof(want));
+	OPENSSL_cleanse(salt, sizeof(salt));
+	return rv;
+}
+
+/* RFC 5322 atext, without '/': addresses become Maildir path parts. */
+static int
+is_atext(int c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return 1;
+	return c != '\0' && strchr("!#$%&'*+-=?^_`{|}~", c) != NULL;
+}
+
+int
+addr_normalize(const char *in, size_t inlen, char *out, size_t outsz)
+{
+	const char *at, *dom, *end = in + inlen;
+	size_t i, label;
+
+	if (in == NULL || inlen == 0 || inlen > ADDR_MAX || outsz < inlen + 1)
+		return -1;
+	if ((at = memchr(in, '@', inlen)) == NULL ||
+	    memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL)
+		return -1;
+	/* local part: dot-atom, no leading, trailing or double dot */
+	if (at == in || in[0] == '.' || at[-1] == '.')
+		return -1;
+	for (i = 0; in + i < at; i++) {
+		if (in[i] == '.') {
+			if (in[i + 1] == '.')
+				return -1;
+		} else if (!is_atext((unsigned char)in[i]))
+			return -1;
+	}
+	/* domain: labels of [A-Za-z0-9-], 1..63 bytes, no '-' at the ends */
+	dom = at + 1;
+	if (dom == end)
+		return -1;
+	label = 0;
+	for (i = 0; dom + i < end; i++) {
+		unsigned char c = (unsigned char)dom[i];
+
+		if (c == '.') {
+			if (label == 0 || dom[i - 1] == '-')
+				return -1;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return -1;
+		if ((label == 0 && c == '-') || ++label > 63)
+			return -1;
+	}
+	if (label == 0 || end[-1] == '-')
+		return -1;
+	for (i = 0; i < inlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		out[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+	}
+	out[inlen] = '\0';
+	return 0;
+}
+
+/* An absolute path without control characters, at most AUTH_MAILDIR_MAX. */
+static int
+check_maildir(const char *dir)
+{
+	size_t i, len = strlen(dir);
+
+	if (len == 0 || len > AUTH_MAILDIR_MAX || dir[0] != '/')
+		return -1;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)dir[i] < 0x20 || dir[i] == 0x7f)
+			return -1;
+	return 0;
+}
+
+int
+auth_maildir_ok(const char *dir)
+{
+	return check_maildir(dir) == 0;
+}
+
+struct userdb *
+auth_open(const char *path, const char **why)
+{
+	struct userdb *db;
+	int missing;
+
+	if ((db = calloc(1, sizeof(*db))) == NULL ||
+	    (db->path = strdup(path)) == NULL) {
+		free(db);
+		*why = "out of memory";
+		return NULL;
+	}
+	if ((db->dbf = db_open_read(path, &missing, why)) == NULL) {
+		free(db->path);
+		free(db);
+		return NULL;
+	}
+	return db;
+}
+
+void
+auth_close(struct userdb *db)
+{
+	if (db == NULL)
+		return;
+	gdbm_close(db->dbf);
+	free(db->path);
+	free(db);
+}
+
+int
+auth_check(struct userdb *db, const char *addr, const char *pw,
+    size_t pwlen, const char **why)
+{
+	char rec[AUTH_RECORD_MAX + 1], *maildir;
+	const char *hash = dummy_record;
+	int found, ok, rv = -1;
+
+	found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec), why);
+	if (found == -1)
+		goto out;
+	if (found == 1) {
+		if (split_record(rec, &maildir) == -1) {
+			*why = setwhy(db->path, "malformed user record");
+			goto out;
+		}
+		hash = rec;
+	}
+	/* PROTOCOL.md 5: an unknown address costs the same scrypt run */
+	if ((ok = auth_verify(hash, pw, pwlen, why)) == -1)
+		goto out;
+	rv = found == 1 && ok == 1;
+out:
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rv;
+}
+
+int
+auth_lookup(struct userdb *db, const char *addr, char *maildir,
+    size_t maildirsz, const char **why)
+{
+	char rec[AUTH_RECORD_MAX + 1], *dir;
+	int found, n, rv = -1;
+
+	if ((found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
+	    why)) != 1) {
+		rv = found;
+		goto out;
+	}
+	if (split_record(rec, &dir) == -1) {
+		*why = setwhy(db->path, "malformed user record");
+		goto out;
+	}
+	n = snprintf(maildir, maildirsz, "%s", dir);
+	if (n < 0 || (size_t)n >= maildirsz) {
+		*why = setwhy(db->path, "user's Maildir path too long");
+		goto out;
+	}
+	rv = 1;
+out:
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rv;
+}
+
+int
+auth_foreach(struct userdb *db,
+    int (*fn)(void *arg, const char *addr, const char *maildir), void *arg,
+    const char **why)
+{
+	char addr[ADDR_MAX + 1], rec[AUTH_RECORD_MAX + 1], *dir;
+	datum key, next;
+	int found, rv = -1;
+
+	key = gdbm_firstkey(db->dbf);
+	while (key.dptr != NULL) {
+		if (key.dsize <= 0 || (size_t)key.dsize > ADDR_MAX) {
+			*why = setwhy(db->path, "malformed key");
+			goto out;
+		}
+		memcpy(addr, key.dptr, (size_t)key.dsize);
+		addr[key.dsize] = '\0';
+		found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
+		    why);
+		if (found == -1)
+			goto out;
+		if (found == 0 || split_record(rec, &dir) == -1) {
+			*why = setwhy(db->path, "malformed user record");
+			goto out;
+		}
+		if (fn(arg, addr, dir) == -1) {
+			*why = "stopped";
+			goto out;
+		}
+		next = gdbm_nextkey(db->dbf, key);
+		free(key.dptr);
+		key = next;
+	}
+	if (gdbm_errno != GDBM_ITEM_NOT_FOUND) {
+		*why = gdbm_why(db->path, gdbm_errno, errno);
+		goto out;
+	}
+	rv = 0;
+out:
+	free(key.dptr);
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rv;
+}
+
+/* fsync the directory holding path, so the rename is on disk. */
+static int
+sync_dir(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	int fd, n, rv;
+
+	if (slash == NULL)
+		n = snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		n = snprintf(dir, sizeof(dir), "/");
+	else
+		n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path),
+		    path);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -1;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	rv = fsync(fd);
+	close(fd);
+	return rv;
+}
+
+/* Copies every record of from (NULL: none) except skip into to. */
+static int
+copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, const char **why)
+{
+	datum key, val, next;
+	size_t skiplen = strlen(skip);
+	int rv = -1;
+
+	if (from == NULL)
+		return 0;
+	val.dptr = NULL;
+	key = gdbm_firstkey(from);
+	while (key.dptr != NULL) {
+		if (!((size_t)key.dsize == skiplen &&
+		    memcmp(key.dptr, skip, skiplen) == 0)) {
+			val = gdbm_fetch(from, key);
+			if (val.dptr == NULL) {
+				*why = gdbm_why("reading the database",
+				    gdbm_errno, errno);
+				goto out;
+			}
+			if (gdbm_store(to, key, val, GDBM_INSERT) != 0) {
+				*why = gdbm_why("writing the new database",
+				    gdbm_errno, errno);
+				goto out;
+			}
+			free(val.dptr);
+			val.dptr = NULL;
+		}
+		next = gdbm_nextkey(from, key);
+		free(key.dptr);
+		key = next;
+	}
+	if (gdbm_errno != GDBM_ITEM_NOT_FOUND) {
+		*why = gdbm_why("reading the database", gdbm_errno, errno);
+		goto out;
+	}
+	rv = 0;
+out:
+	free(key.dptr);
+	free(val.dptr);
+	return rv;
+}
+
+int
+auth_update(const char *path, enum auth_op op, const char *addr,
+    const char *hash, const char *maildir, const char **why)
+{
+	char lockpath[4096], tmppath[4096];
+	char rec[AUTH_RECORD_MAX + 1], value[AUTH_RECORD_MAX + 1], *olddir;
+	GDBM_FILE old = NULL, new = NULL;
+	struct stat st;
+	datum key, val;
+	int lockfd = -1, fd = -1, gfd, found = 0, missing, n, rv = -1;
+
+	tmppath[0] = '\0';
+	rec[0] = '\0';
+	if (op != AUTH_DEL && (hash == NULL || strchr(hash, '\t') != NULL ||
+	    strlen(hash) > AUTH_HASH_MAX)) {
+		*why = "bad password record";
+		goto out;
+	}
+	if (op == AUTH_ADD && maildir != NULL && *maildir != '\0' &&
+	    check_maildir(maildir) == -1) {
+		*why = "bad Maildir path (absolute, no control characters)";
+		goto out;
+	}
+	n = snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
+	if (n < 0 || (size_t)n >= sizeof(lockpath)) {
+		*why = setwhy(path, "path too long");
+		goto out;
+	}
+	/* one writer at a time; readers never take this lock */
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
+	if (lockfd == -1) {
+		*why = setwhy(lockpath, strerror(errno));
+		goto out;
+	}
+	while (flock(lockfd, LOCK_EX) == -1) {
+		if (errno != EINTR) {
+			*why = setwhy(lockpath, strerror(errno));
+			goto out;
+		}
+	}
+
+	if ((old = db_open_read(path, &missing, why)) == NULL) {
+		if (!missing)
+			goto out;
+		if (op != AUTH_ADD) {
+			rv = 1;		/* no database: no such user */
+			goto out;
+		}
+	} else if ((found = db_fetch(old, path, addr, rec, sizeof(rec),
+	    why)) == -1)
+		goto out;
+	if ((op == AUTH_ADD && found) || (op != AUTH_ADD && !found)) {
+		rv = 1;
+		goto out;
+	}
+
+	/* the new file, beside the old one so that rename() replaces it */
+	n = snprintf(tmppath, sizeof(tmppath), "%s.tmpXXXXXX", path);
+	if (n < 0 || (size_t)n >= sizeof(tmppath)) {
+		tmppath[0] = '\0';
+		*why = setwhy(path, "path too long");
+		goto out;
+	}
+	if ((fd = mkstemp(tmppath)) == -1) {
+		*why = setwhy(tmppath, strerror(errno));
+		tmppath[0] = '\0';
+		goto out;
+	}
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 || fchmod(fd, DB_MODE) == -1) {
+		*why = setwhy(tmppath, strerror(errno));
+		goto out;
+	}
+	/* keep the old file's owner and group when we may (root may) */
+	if (old != NULL && stat(path, &st) == 0 &&
+	    fchown(fd, st.st_uid, st.st_gid) == -1 &&
+	    fchown(fd, (uid_t)-1, st.st_gid) == -1) {
+		/* not permitted: the new file belongs to the caller */
+	}
+	if ((gfd = dup(fd)) == -1) {
+		*why = setwhy(tmppath, strerror(errno));
+		goto out;
+	}
+	new = gdbm_fd_open(gfd, tmppath, 0,
+	    GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOEXEC | GDBM_CLOERROR, NULL);
+	if (new == NULL) {
+		*why = gdbm_why(tmppath, gdbm_errno, errno);
+		goto out;
+	}
+	if (copy_db(old, new, addr, why) == -1)
+		goto out;
+
+	if (op != AUTH_DEL) {
+		if (op == AUTH_PASSWD) {
+			if (split_record(rec, &olddir) == -1) {
+				*why = setwhy(path, "malformed user record");
+				goto out;
+			}
+			maildir = olddir;
+		}
+		if (maildir != NULL && *maildir != '\0')
+			n = snprintf(value, sizeof(value), "%s\t%s", hash,
+			    maildir);
+		else
+			n = snprintf(value, sizeof(value), "%s", hash);
+		if (n < 0 || (size_t)n >= sizeof(value)) {
+			*why = "user record too long";
+			goto out;
+		}
+		key.dptr = (char *)(uintptr_t)addr;
+		key.dsize = (int)strlen(addr);
+		val.dptr = value;
+		val.dsize = n;
+		if (gdbm_store(new, key, val, GDBM_INSERT) != 0) {
+			*why = gdbm_why(tmppath, gdbm_errno, errno);
+			goto out;
+		}
+	}
+	if (gdbm_sync(new) != 0) {
+		*why = gdbm_why(tmppath, gdbm_errno, errno);
+		goto out;
+	}
+	n = gdbm_close(new);
+	new = NULL;
+	if (n != 0) {
+		*why = gdbm_why(tmppath, gdbm_errno, errno);
+		goto out;
+	}
+	if (fsync(fd) == -1 || close(fd) == -1) {
+		fd = -1;
+		*why = setwhy(tmppath, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmppath, path) == -1) {
+		*why = setwhy(path, strerror(errno));
+		goto out;
+	}
+	tmppath[0] = '\0';
+	if (sync_dir(path) == -1) {
+		*why = setwhy(path, "cannot fsync the directory");
+		goto out;
+	}
+	rv = 0;
+out:
+	if (new != NULL)
+		gdbm_close(new);
+	if (fd != -1)
+		close(fd);
+	if (tmppath[0] != '\0')
+		unlink(tmppath);
+	if (old != NULL)
+		gdbm_close(old);
+	if (lockfd != -1)
+		close(lockfd);	/* releases the flock */
+	OPENSSL_cleanse(rec, sizeof(rec));
+	OPENSSL_cleanse(value, sizeof(value));
+	return rv;
+}

@@ -1,0 +1,639 @@
+/*
+ * usmtp-users.c -- main of the user administration tool: add, passwd,
+ * del, list and check users of the GDBM database usmtp-handler reads.
+ * Address syntax, the record format and safe updates are auth.c's; this
+ * file parses the command line, reads passwords (terminal without echo,
+ * or one line of standard input) and reports with sysexits(3) codes.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "usmtp.h"
+
+#define PROG			"usmtp-users"
+#define DEFAULT_DB		"/etc/usmtp/users.db"
+#define PW_MAX			1024	/* bytes, without the line end */
+#define EXIT_WRONG		1	/* check: wrong password or unknown */
+#define SHOW_MAX		64	/* bytes of a bad argument we echo */
+
+enum cmd { C_NONE, C_ADD, C_PASSWD, C_DEL, C_LIST, C_CHECK };
+
+struct entry {
+	char	*addr;
+	char	*maildir;
+};
+
+struct list {
+	struct entry	*v;
+	size_t		 n, cap;
+};
+
+static volatile sig_atomic_t gotsig;
+
+static void	usage(FILE *);
+static int	usage_error(const char *, const char *);
+static const char *shown(const char *);
+static void	onsig(int);
+static int	read_line(int, char *, size_t, size_t *);
+static int	read_tty(const char *, char *, size_t, size_t *);
+static int	get_password(int, int, char *, size_t, size_t *);
+static int	user_state(const char *, const char *);
+static int	collect(void *, const char *, const char *);
+static int	cmp_entry(const void *, const void *);
+static int	do_add(const char *, const char *, const char *, int, int);
+static int	do_passwd(const char *, const char *, int, int);
+static int	do_del(const char *, const char *);
+static int	do_list(const char *);
+static int	do_check(const char *, const char *, int);
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+"usage: " PROG " [--db FILE] add ADDRESS [--maildir PATH] [--password-stdin]\n"
+"                   [--cost N]\n"
+"       " PROG " [--db FILE] passwd ADDRESS [--password-stdin] [--cost N]\n"
+"       " PROG " [--db FILE] del ADDRESS\n"
+"       " PROG " [--db FILE] list\n"
+"       " PROG " [--db FILE] check ADDRESS [--password-stdin]\n"
+"       " PROG " --help | --version\n"
+"\n"
+"  --db FILE          user database (default " DEFAULT_DB ")\n"
+"  --maildir PATH     the user's own Maildir, an absolute path (default:\n"
+"                     none, the handler's --maildir template is used)\n"
+"  --password-stdin   read the password as one line of standard input\n"
+"                     instead of asking twice on the terminal\n"
+"  --cost N           scrypt cost, log2 of N, %d..%d (default %d: 16 MiB\n"
+"                     of memory and tens of milliseconds per check;\n"
+"                     each step doubles both; 1 is for tests only)\n"
+"\n"
+"Exit status: 0 done; 1 check: wrong password or unknown address;\n"
+"64 usage; 65 invalid address or Maildir; 66 no usable password;\n"
+"67 no such user; 73 user already exists; 74 database error;\n"
+"70 internal error; 71 out of memory.\n",
+	    AUTH_COST_MIN, AUTH_COST_MAX, AUTH_COST_DEFAULT);
+}
+
+static int
+usage_error(const char *what, const char *detail)
+{
+	fprintf(stderr, PROG ": %s%s%s (see " PROG " --help)\n", what,
+	    detail != NULL ? ": " : "", detail != NULL ? detail : "");
+	return EX_USAGE;
+}
+
+/* A bad argument as we may print it: printable ASCII, cut short. */
+static const char *
+shown(const char *s)
+{
+	static char buf[SHOW_MAX + 4];
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i < SHOW_MAX; i++)
+		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+	buf[i] = '\0';
+	if (s[i] != '\0' && snprintf(buf + i, 4, "...") < 0)
+		buf[i] = '\0';
+	return buf;
+}
+
+static void
+onsig(int sig)
+{
+	gotsig = sig;
+}
+
+/*
+ * Reads one line from fd a byte at a time (no stdio buffer keeps a copy)
+ * into buf, without "\n" or "\r\n".  0; -1 at EOF before any byte or on
+ * an error (errno); -2 when longer than bufsz - 1 bytes.
+ */
+static int
+read_line(int fd, char *buf, size_t bufsz, size_t *len)
+{
+	size_t n = 0;
+	ssize_t r;
+	char c;
+	int toolong = 0;
+
+	for (;;) {
+		r = read(fd, &c, 1);
+		if (r == -1 && errno == EINTR && !gotsig)
+			continue;
+		if (r == -1)
+			return -1;
+		if (r == 0) {
+			if (n == 0 && !toolong) {
+				errno = 0;
+				return -1;
+			}
+			break;
+		}
+		if (c == '\n')
+			break;
+		if (n + 1 < bufsz)
+			buf[n++] = c;
+		else
+			toolong = 1;
+	}
+	c = 0;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	*len = n;
+	return toolong ? -2 : 0;
+}
+
+/* Asks on /dev/tty with echo off; a signal restores the terminal first. */
+static int
+read_tty(const char *prompt, char *buf, size_t bufsz, size_t *len)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+	struct sigaction sa, osa[sizeof(sigs) / sizeof(sigs[0])];
+	struct termios old, quiet;
+	size_t i;
+	int fd, rv, saved;
+
+	if ((fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) == -1) {
+		fprintf(stderr, PROG ": /dev/tty: %s (use --password-stdin)\n",
+		    strerror(errno));
+		return -1;
+	}
+	if (tcgetattr(fd, &old) == -1) {
+		fprintf(stderr, PROG ": /dev/tty: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = onsig;	/* no SA_RESTART: read() returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	gotsig = 0;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, &osa[i]);
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	quiet.c_lflag |= ECHONL;
+	if (tcsetattr(fd, TCSAFLUSH, &quiet) == -1 ||
+	    write(fd, prompt, strlen(prompt)) == -1)
+		rv = -1;
+	else
+		rv = read_line(fd, buf, bufsz, len);
+	saved = errno;
+	tcsetattr(fd, TCSAFLUSH, &old);
+	close(fd);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &osa[i], NULL);
+	if (gotsig) {
+		OPENSSL_cleanse(buf, bufsz);
+		raise(gotsig);
+		fprintf(stderr, PROG ": interrupted\n");
+		return -1;
+	}
+	if (rv == -2) {
+		fprintf(stderr, PROG ": password longer than %d bytes\n",
+		    PW_MAX);
+		return -1;
+	}
+	if (rv == -1) {
+		fprintf(stderr, PROG ": /dev/tty: %s\n",
+		    saved != 0 ? strerror(saved) : "end of input");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Gets a password into pw (pwsz > PW_MAX): one line of standard input, or
+ * from the terminal, twice when twice is set.  0, or an exit status after
+ * a message.  pw is wiped on failure.
+ */
+static int
+get_password(int from_stdin, int twice, char *pw, size_t pwsz,
+    size_t *pwlen)
+{
+	char again[PW_MAX + 2];
+	size_t againlen = 0;
+	int r, rv = EX_NOINPUT;
+
+	if (from_stdin) {
+		r = read_line(STDIN_FILENO, pw, pwsz, pwlen);
+		if (r == -2) {
+			fprintf(stderr,
+			    PROG ": password longer than %d bytes\n", PW_MAX);
+			goto out;
+		}
+		if (r == -1) {
+			fprintf(stderr, PROG ": no password on standard "
+			    "input%s%s\n", errno ? ": " : "",
+			    errno ? strerror(errno) : "");
+			goto out;
+		}
+	} else {
+		if (read_tty("Password: ", pw, pwsz, pwlen) == -1)
+			goto out;
+		if (twice && *pwlen > 0) {
+			if (read_tty("Password again: ", again, sizeof(again),
+			    &againlen) == -1)
+				goto out;
+			if (againlen != *pwlen ||
+			    CRYPTO_memcmp(again, pw, againlen) != 0) {
+				fprintf(stderr,
+				    PROG ": the passwords do not match\n");
+				goto out;
+			}
+		}
+	}
+	if (*pwlen == 0) {
+		fprintf(stderr, PROG ": empty password refused\n");
+		goto out;
+	}
+	if (memchr(pw, '\0', *pwlen) != NULL) {
+		fprintf(stderr, PROG ": password contains a NUL byte\n");
+		goto out;
+	}
+	/* PROTOCOL.md 2: the receiver strips trailing spaces of a frame */
+	if (pw[*pwlen - 1] == ' ') {
+		fprintf(stderr, PROG ": password ends with a space, which "
+		    "USMTP cannot carry\n");
+		goto out;
+	}
+	rv = 0;
+out:
+	OPENSSL_cleanse(again, sizeof(again));
+	if (rv != 0) {
+		OPENSSL_cleanse(pw, pwsz);
+		*pwlen = 0;
+	}
+	return rv;
+}
+
+/*
+ * Whether addr is in db, before we ask for a password: 1 yes, 0 no (or no
+ * database yet), else an exit status after a message.
+ */
+static int
+user_state(const char *db, const char *addr)
+{
+	char maildir[AUTH_MAILDIR_MAX + 1];
+	struct userdb *udb;
+	struct stat st;
+	const char *why;
+	int r;
+
+	if (stat(db, &st) == -1 && errno == ENOENT)
+		return 0;
+	if ((udb = auth_open(db, &why)) == NULL) {
+		fprintf(stderr, PROG ": %s\n", why);
+		return EX_IOERR;
+	}
+	r = auth_lookup(udb, addr, maildir, sizeof(maildir), &why);
+	auth_close(udb);
+	if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		return EX_IOERR;
+	}
+	return r;
+}
+
+static int
+do_add(const char *db, const char *addr, const char *maildir,
+    int from_stdin, int cost)
+{
+	char pw[PW_MAX + 2], rec[AUTH_HASH_MAX + 1];
+	size_t pwlen = 0;
+	const char *why;
+	int r, rv;
+
+	rec[0] = '\0';
+	if ((r = user_state(db, addr)) == 1) {
+		fprintf(stderr, PROG ": %s: already exists\n", addr);
+		rv = EX_CANTCREAT;
+		goto out;
+	} else if (r != 0) {
+		rv = r;
+		goto out;
+	}
+	if ((rv = get_password(from_stdin, 1, pw, sizeof(pw), &pwlen)) != 0)
+		goto out;
+	rv = EX_SOFTWARE;
+	r = auth_hash(pw, pwlen, cost, rec, sizeof(rec), &why);
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		goto out;
+	}
+	r = auth_update(db, AUTH_ADD, addr, rec, maildir, &why);
+	if (r == 1) {
+		fprintf(stderr, PROG ": %s: already exists\n", addr);
+		rv = EX_CANTCREAT;
+	} else if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		rv = EX_IOERR;
+	} else
+		rv = 0;
+out:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rv;
+}
+
+static int
+do_passwd(const char *db, const char *addr, int from_stdin, int cost)
+{
+	char pw[PW_MAX + 2], rec[AUTH_HASH_MAX + 1];
+	size_t pwlen = 0;
+	const char *why;
+	int r, rv;
+
+	rec[0] = '\0';
+	if ((r = user_state(db, addr)) == 0) {
+		fprintf(stderr, PROG ": %s: no such user\n", addr);
+		rv = EX_NOUSER;
+		goto out;
+	} else if (r != 1) {
+		rv = r;
+		goto out;
+	}
+	if ((rv = get_password(from_stdin, 1, pw, sizeof(pw), &pwlen)) != 0)
+		goto out;
+	rv = EX_SOFTWARE;
+	r = auth_hash(pw, pwlen, cost, rec, sizeof(rec), &why);
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		goto out;
+	}
+	r = auth_update(db, AUTH_PASSWD, addr, rec, NULL, &why);
+	if (r == 1) {
+		fprintf(stderr, PROG ": %s: no such user\n", addr);
+		rv = EX_NOUSER;
+	} else if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		rv = EX_IOERR;
+	} else
+		rv = 0;
+out:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rv;
+}
+
+static int
+do_del(const char *db, const char *addr)
+{
+	const char *why;
+	int r;
+
+	r = auth_update(db, AUTH_DEL, addr, NULL, NULL, &why);
+	if (r == 1) {
+		fprintf(stderr, PROG ": %s: no such user\n", addr);
+		return EX_NOUSER;
+	}
+	if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		return EX_IOERR;
+	}
+	return 0;
+}
+
+static int
+collect(void *arg, const char *addr, const char *maildir)
+{
+	struct list *l = arg;
+	struct entry *v;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+
+		if ((v = reallocarray(l->v, cap, sizeof(*v))) == NULL)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((l->v[l->n].addr = strdup(addr)) == NULL)
+		return -1;
+	if ((l->v[l->n].maildir = strdup(maildir)) == NULL) {
+		free(l->v[l->n].addr);
+		return -1;
+	}
+	l->n++;
+	return 0;
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	return strcmp(x->addr, y->addr);
+}
+
+static int
+do_list(const char *db)
+{
+	struct list l = { NULL, 0, 0 };
+	struct userdb *udb;
+	const char *why;
+	size_t i;
+	int rv = EX_IOERR;
+
+	if ((udb = auth_open(db, &why)) == NULL) {
+		fprintf(stderr, PROG ": %s\n", why);
+		return EX_IOERR;
+	}
+	if (auth_foreach(udb, collect, &l, &why) == -1) {
+		if (strcmp(why, "stopped") == 0) {
+			fprintf(stderr, PROG ": out of memory\n");
+			rv = EX_OSERR;
+		} else
+			fprintf(stderr, PROG ": %s\n", why);
+		goto out;
+	}
+	qsort(l.v, l.n, sizeof(l.v[0]), cmp_entry);
+	for (i = 0; i < l.n; i++) {
+		if (l.v[i].maildir[0] != '\0')
+			printf("%s\t%s\n", l.v[i].addr, l.v[i].maildir);
+		else
+			printf("%s\n", l.v[i].addr);
+	}
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, PROG ": standard output: %s\n",
+		    strerror(errno));
+		goto out;
+	}
+	rv = 0;
+out:
+	for (i = 0; i < l.n; i++) {
+		free(l.v[i].addr);
+		free(l.v[i].maildir);
+	}
+	free(l.v);
+	auth_close(udb);
+	return rv;
+}
+
+static int
+do_check(const char *db, const char *addr, int from_stdin)
+{
+	char pw[PW_MAX + 2];
+	size_t pwlen = 0;
+	struct userdb *udb;
+	const char *why;
+	int r, rv;
+
+	if ((udb = auth_open(db, &why)) == NULL) {
+		fprintf(stderr, PROG ": %s\n", why);
+		return EX_IOERR;
+	}
+	if ((rv = get_password(from_stdin, 0, pw, sizeof(pw), &pwlen)) != 0)
+		goto out;
+	r = auth_check(udb, addr, pw, pwlen, &why);
+	if (r == -1) {
+		fprintf(stderr, PROG ": %s\n", why);
+		rv = EX_IOERR;
+	} else if (r == 0) {
+		fprintf(stderr, PROG ": wrong password or unknown address\n");
+		rv = EXIT_WRONG;
+	} else
+		rv = 0;
+out:
+	OPENSSL_cleanse(pw, sizeof(pw));
+	auth_close(udb);
+	return rv;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const char *const names[] = {
+		"", "add", "passwd", "del", "list", "check"
+	};
+	const char *db = DEFAULT_DB, *rawaddr = NULL, *maildir = NULL;
+	const char *a, *val;
+	char addr[ADDR_MAX + 1], *end;
+	enum cmd cmd = C_NONE;
+	int i, c, pwstdin = 0, cost = AUTH_COST_DEFAULT, costset = 0;
+	int opts_done = 0;
+	long l;
+
+	for (i = 1; i < argc; i++) {
+		a = argv[i];
+		if (!opts_done && strcmp(a, "--") == 0) {
+			opts_done = 1;
+			continue;
+		}
+		if (opts_done || a[0] != '-' || a[1] == '\0') {
+			if (cmd == C_NONE) {
+				for (c = C_ADD; c <= C_CHECK; c++)
+					if (strcmp(a, names[c]) == 0)
+						break;
+				if (c > C_CHECK)
+					return usage_error("unknown command",
+					    shown(a));
+				cmd = (enum cmd)c;
+			} else if (rawaddr == NULL && cmd != C_LIST)
+				rawaddr = a;
+			else
+				return usage_error("unexpected argument",
+				    shown(a));
+			continue;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return fflush(stdout) == EOF ? EX_IOERR : 0;
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf(PROG " " USMTP_VERSION "\n");
+			return fflush(stdout) == EOF ? EX_IOERR : 0;
+		}
+		if (strcmp(a, "--password-stdin") == 0) {
+			pwstdin = 1;
+			continue;
+		}
+		/* the options with a value: "--opt VALUE" or "--opt=VALUE" */
+		val = strchr(a, '=');
+		if (val != NULL)
+			val++;
+		else if (i + 1 < argc)
+			val = argv[i + 1];
+		if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0) {
+			if (val == NULL)
+				return usage_error("--db", "missing FILE");
+			db = val;
+		} else if (strcmp(a, "--maildir") == 0 ||
+		    strncmp(a, "--maildir=", 10) == 0) {
+			if (val == NULL)
+				return usage_error("--maildir",
+				    "missing PATH");
+			maildir = val;
+		} else if (strcmp(a, "--cost") == 0 ||
+		    strncmp(a, "--cost=", 7) == 0) {
+			if (val == NULL)
+				return usage_error("--cost", "missing N");
+			errno = 0;
+			l = strtol(val, &end, 10);
+			if (errno != 0 || end == val || *end != '\0' ||
+			    l < AUTH_COST_MIN || l > AUTH_COST_MAX) {
+				fprintf(stderr, PROG ": --cost: %s: must be "
+				    "%d..%d\n", shown(val), AUTH_COST_MIN,
+				    AUTH_COST_MAX);
+				return EX_USAGE;
+			}
+			cost = (int)l;
+			costset = 1;
+		} else
+			return usage_error("unknown option", shown(a));
+		if (strchr(a, '=') == NULL)
+			i++;
+	}
+
+	if (cmd == C_NONE)
+		return usage_error("no command", NULL);
+	if (cmd != C_LIST && rawaddr == NULL)
+		return usage_error(names[cmd], "missing ADDRESS");
+	if (maildir != NULL && cmd != C_ADD)
+		return usage_error("--maildir", "only with add");
+	if (costset && cmd != C_ADD && cmd != C_PASSWD)
+		return usage_error("--cost", "only with add and passwd");
+	if (pwstdin && cmd != C_ADD && cmd != C_PASSWD && cmd != C_CHECK)
+		return usage_error("--password-stdin",
+		    "only with add, passwd and check");
+	if (rawaddr != NULL && addr_normalize(rawaddr, strlen(rawaddr), addr,
+	    sizeof(addr)) == -1) {
+		fprintf(stderr, PROG ": %s: invalid address\n",
+		    shown(rawaddr));
+		return EX_DATAERR;
+	}
+	if (maildir != NULL && !auth_maildir_ok(maildir)) {
+		fprintf(stderr, PROG ": %s: invalid Maildir path (absolute, "
+		    "no control characters, at most %d bytes)\n",
+		    shown(maildir), AUTH_MAILDIR_MAX);
+		return EX_DATAERR;
+	}
+
+	switch (cmd) {
+	case C_ADD:
+		return do_add(db, addr, maildir, pwstdin, cost);
+	case C_PASSWD:
+		return do_passwd(db, addr, pwstdin, cost);
+	case C_DEL:
+		return do_del(db, addr);
+	case C_LIST:
+		return do_list(db);
+	case C_CHECK:
+		return do_check(db, addr, pwstdin);
+	default:
+		return usage_error("no command", NULL);
+	}
+}
