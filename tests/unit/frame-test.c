@@ -1,0 +1,286 @@
+/*
+ * frame-test -- unit tests of crypto.c's frame reader and writer
+ * (PROTOCOL.md 2, 3): terminators, the 16-byte alignment rule, padding,
+ * pipelining, limits, truncation, timeouts and counted reads.
+ * Prints one line per check and "N passed, M failed"; exits 1 on failure.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "usmtp.h"
+
+static int	npass, nfail;
+
+static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
+
+static void	check(int ok, const char *what);
+static void	feed(struct frameio *io, int *wfd, const void *p, size_t n,
+		    int close_after);
+static void	feed_slowly(struct frameio *io, const void *p, size_t n);
+static size_t	encrypt_frame(const char *text, size_t len, int pad,
+		    unsigned char *out);
+static int	count_sink(void *arg, const unsigned char *p, size_t len);
+
+static void
+check(int ok, const char *what)
+{
+	printf("%s - %s\n", ok ? "ok" : "not ok", what);
+	if (ok)
+		npass++;
+	else
+		nfail++;
+}
+
+/* Sets io up to read p[0..n) from a fresh socket pair. */
+static void
+feed(struct frameio *io, int *wfd, const void *p, size_t n, int close_after)
+{
+	int	sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
+		perror("socketpair");
+		exit(2);
+	}
+	frame_init(io, sv[0], sv[0], 1);
+	if (n > 0 && write(sv[1], p, n) != (ssize_t)n) {
+		perror("write");
+		exit(2);
+	}
+	if (close_after) {
+		close(sv[1]);
+		sv[1] = -1;
+	}
+	if (wfd != NULL)
+		*wfd = sv[1];
+}
+
+/* Sets io up to read p[0..n) written one byte at a time by a child. */
+static void
+feed_slowly(struct frameio *io, const void *p, size_t n)
+{
+	const unsigned char	*b = p;
+	size_t			 i;
+	int			 sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		exit(2);
+	if (fork() == 0) {
+		close(sv[0]);
+		for (i = 0; i < n; i++) {
+			if (write(sv[1], b + i, 1) != 1)
+				_exit(1);
+			usleep(200);
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	frame_init(io, sv[0], sv[0], 5);
+}
+
+/* text padded with pad spaces (-1: always-pad rule), encrypted. */
+static size_t
+encrypt_frame(const char *text, size_t len, int pad, unsigned char *out)
+{
+	unsigned char	buf[8192];
+	size_t		n;
+
+	if (pad < 0)
+		pad = 16 - (int)(len % 16);
+	n = len + (size_t)pad;
+	memcpy(buf, text, len);
+	memset(buf + len, ' ', (size_t)pad);
+	if (aes_ecb(key, 1, buf, n, out) == -1)
+		exit(2);
+	return n;
+}
+
+static int
+count_sink(void *arg, const unsigned char *p, size_t len)
+{
+	size_t	*total = arg;
+
+	(void)p;
+	*total += len;
+	return 0;
+}
+
+int
+main(void)
+{
+	struct frameio	 io;
+	unsigned char	 buf[20000], ct[8192], *data;
+	size_t		 len, n, total;
+	int		 wfd, r, st;
+
+	signal(SIGPIPE, SIG_IGN);
+
+	/* plaintext frames, pipelined in one write */
+	feed(&io, NULL, "hello ssl1.0?\r\n\r\nsupport x?\r\n\r\n", 31, 1);
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_OK && len == 13 && memcmp(data, "hello ssl1.0?", 13) == 0,
+	    "first of two pipelined plaintext frames");
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_OK && len == 10 && strcmp((char *)data, "support x?") == 0,
+	    "second pipelined frame comes from the buffer");
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_EOF, "end of input between frames is FR_EOF");
+	frame_free(&io);
+
+	/* the dot-terminated plaintext frame of a 202 */
+	feed(&io, NULL, "202 algos valid-----\r\n\r\nx-----\n.\r\n\r\n", 36, 1);
+	r = frame_read(&io, FT_PLAIN_DOT, 4096, &data, &len);
+	check(r == FR_OK && len == 31 && data[len - 1] == '\n',
+	    "202 frame ends at .CRLFCRLF, not at an earlier CRLFCRLF");
+	frame_free(&io);
+
+	/* the key frame is read by count, whatever it holds */
+	memset(buf, 'k', 256);
+	memcpy(buf + 100, "\r\n\r\n", 4);
+	memcpy(buf + 256, "\r\n\r\n", 4);
+	memcpy(buf + 260, "next\r\n\r\n", 8);
+	feed(&io, NULL, buf, 268, 1);
+	r = frame_read(&io, FT_KEY, 256, &data, &len);
+	check(r == FR_OK && len == 256 && data[100] == '\r',
+	    "256-byte key frame with CRLFCRLF inside is read whole");
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_OK && len == 4, "the frame after the key is intact");
+	frame_free(&io);
+	memcpy(buf + 256, "XXXX", 4);
+	feed(&io, NULL, buf, 260, 1);
+	r = frame_read(&io, FT_KEY, 256, &data, &len);
+	check(r == FR_BADFRAME, "key frame without CRLFCRLF at 256 is bad");
+	frame_free(&io);
+	feed(&io, NULL, buf, 100, 1);
+	r = frame_read(&io, FT_KEY, 256, &data, &len);
+	check(r == FR_TRUNC, "short key frame then EOF is truncated");
+	frame_free(&io);
+
+	/* cipher frames: the alignment rule */
+	{
+		unsigned char	c2[32], p2[32];
+
+		/* ciphertext with CRLFCRLF at offsets 5 and 16+0 would end
+		 * a naive reader early; only offset 32 is a terminator */
+		memset(c2, 'A', sizeof(c2));
+		memcpy(c2 + 5, "\r\n\r\n", 4);
+		memcpy(c2 + 21, "\r\n\r\n", 4);
+		memcpy(buf, c2, 32);
+		memcpy(buf + 32, "\r\n\r\n", 4);
+		aes_ecb(key, 0, c2, 32, p2);
+		feed(&io, NULL, buf, 36, 1);
+		frame_setkey(&io, key);
+		r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+		n = 32;
+		while (n > 0 && p2[n - 1] == ' ')
+			n--;
+		check(r == FR_OK && len == n && memcmp(data, p2, n) == 0,
+		    "CRLFCRLF inside ciphertext at offsets 5 and 21 does not "
+		    "end the frame");
+		frame_free(&io);
+
+		/* at offset 16 it does end the frame, at 0 it does not */
+		memcpy(buf, "\r\n\r\n", 4);
+		memset(buf + 4, 'B', 12);
+		memcpy(buf + 16, "\r\n\r\n", 4);
+		feed(&io, NULL, buf, 20, 1);
+		frame_setkey(&io, key);
+		r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+		check(r == FR_OK && frame_pending(&io) == 0,
+		    "CRLFCRLF at offset 0 is data, at 16 a terminator");
+		frame_free(&io);
+	}
+
+	/* padding: unpadded 16-byte frames, always-pad on write */
+	n = encrypt_frame("aligned16@abc.pl", 16, 0, ct);
+	memcpy(buf, ct, n);
+	memcpy(buf + n, "\r\n\r\n", 4);
+	feed(&io, NULL, buf, n + 4, 1);
+	frame_setkey(&io, key);
+	r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+	check(r == FR_OK && len == 16 &&
+	    memcmp(data, "aligned16@abc.pl", 16) == 0,
+	    "an unpadded 16-byte frame is read whole (session-2)");
+	frame_free(&io);
+
+	{
+		int	sv[2];
+
+		socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+		frame_init(&io, sv[1], sv[0], 1);
+		frame_setkey(&io, key);
+		frame_write(&io, FT_CIPHER, "sixteen-chars-pw", 16);
+		frame_write(&io, FT_CIPHER, "", 0);
+		frame_write(&io, FT_CIPHER_DOT, "body text", 9);
+		check(io.outlen == 32 + 4 + 16 + 4 + 16 + 5,
+		    "always pad: 16 bytes go out as 32, 0 as 16");
+		frame_flush(&io);
+		close(sv[0]);
+		r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+		check(r == FR_OK && len == 16, "padded 16-byte frame reads back");
+		r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+		check(r == FR_OK && len == 0, "an empty frame reads back empty");
+		r = frame_read(&io, FT_CIPHER_DOT, 4096, &data, &len);
+		check(r == FR_OK && len == 9 && memcmp(data, "body text", 9) == 0,
+		    "dot-terminated cipher frame reads back");
+		frame_free(&io);
+		close(sv[1]);
+	}
+
+	/* limits, truncation, timeout */
+	memset(buf, 'x', 5000);
+	feed(&io, &wfd, buf, 5000, 0);
+	frame_setkey(&io, key);
+	r = frame_read(&io, FT_CIPHER, FRAME_MAX_BYTES, &data, &len);
+	check(r == FR_TOOBIG, "5000 bytes without terminator: too big, "
+	    "without waiting for more");
+	frame_free(&io);
+	close(wfd);
+	n = encrypt_frame("LOGIN", 5, -1, ct);
+	memcpy(buf, ct, n);
+	feed(&io, NULL, buf, n - 3, 1);
+	frame_setkey(&io, key);
+	r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+	check(r == FR_TRUNC, "end of input in the middle of a frame");
+	frame_free(&io);
+	feed(&io, &wfd, buf, 3, 0);
+	r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+	check(r == FR_TIMEOUT, "a silent peer times out (1 s)");
+	frame_free(&io);
+	close(wfd);
+
+	/* a frame trickled one byte at a time */
+	n = encrypt_frame("SEND MAIL", 9, -1, ct);
+	memcpy(buf, ct, n);
+	memcpy(buf + n, "\r\n\r\n", 4);
+	feed_slowly(&io, buf, n + 4);
+	frame_setkey(&io, key);
+	r = frame_read(&io, FT_CIPHER, 4096, &data, &len);
+	check(r == FR_OK && len == 9 && memcmp(data, "SEND MAIL", 9) == 0,
+	    "a frame sent a byte at a time");
+	frame_free(&io);
+	wait(&st);
+
+	/* counted data leaves the next frame in the buffer */
+	memset(buf, 'c', 10000);
+	memcpy(buf + 10000, "hello\r\n\r\n", 9);
+	feed(&io, NULL, buf, 10009, 1);
+	total = 0;
+	r = frame_read_counted(&io, 10000, count_sink, &total);
+	check(r == FR_OK && total == 10000, "counted read of 10000 bytes");
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_OK && len == 5, "the frame after counted data");
+	frame_free(&io);
+	feed(&io, NULL, buf, 500, 1);
+	total = 0;
+	r = frame_read_counted(&io, 1000, count_sink, &total);
+	check(r == FR_TRUNC && total == 500, "counted read cut short");
+	frame_free(&io);
+
+	printf("%d passed, %d failed\n", npass, nfail);
+	return nfail ? 1 : 0;
+}
