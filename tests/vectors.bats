@@ -1,0 +1,76 @@
+#!/usr/bin/env bats
+# The reference client's recorded sessions (tests/vectors, from
+# ../shared/vectors) piped through the real handler in one go, checked
+# with the vectors' own check-replies.py and a real MIME parser.
+
+load helpers
+
+setup() {
+	usmtp_setup
+	VK=$T/vkeys
+	mkdir -p "$VK"
+	# git does not keep the mode; the handler refuses a readable key
+	cp "$VECTORS/server.key" "$VECTORS/server.pem" "$VK/"
+	chmod 600 "$VK/server.key"
+	add_user testprotokolu1@wp.pl example123
+	add_user testprotokolu2@wp.pl example123
+	add_user aligned16@abc.pl sixteen-chars-pw
+	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --log-stderr"
+}
+
+# delivered_in DIR: the messages in DIR/new in delivery order (the Q
+# sequence number of the Maildir name).
+delivered_in() {
+	ls "$1/new" | sort -t Q -k 2n | sed "s|^|$1/new/|"
+}
+
+@test "session-1 of the reference client gets the 40 replies PROTOCOL.md owes it" {
+	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
+	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
+		"$VECTORS/session-1/session-key.hex" "$VECTORS/session-1/expected-codes.txt"
+	[ "$output" = "40 passed, 0 failed" ]
+	grep -q 'handshake result=ok dialect=reference' "$HLOG"
+	grep -q 'end reason=bye' "$HLOG"
+}
+
+@test "session-1 delivers both messages intact, and nothing else" {
+	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
+	md=$MAIL/wp.pl/testprotokolu2/Maildir
+	run -0 delivered_in "$md"
+	[ "${#lines[@]}" -eq 2 ]
+	for f in "${lines[@]}"; do $PY "$TOP/tests/mime-check.py" "$f"; done > "$T/mime.txt"
+	diff -u "$TOP/tests/golden/vector-1.mime" "$T/mime.txt"
+	[ -z "$(ls -A "$md/tmp")" ]
+	# nobody else got anything
+	[ "$(find "$MAIL" -type f | wc -l)" -eq 2 ]
+}
+
+@test "session-1 attachments decode to note-a.txt and note-b.txt byte for byte" {
+	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
+	f=$(delivered_in "$MAIL/wp.pl/testprotokolu2/Maildir" | head -n 1)
+	mkdir "$T/att"
+	$PY "$TOP/tests/mime-check.py" "$f" --save "$T/att" >/dev/null
+	cmp "$T/att/1" "$VECTORS/session-1/note-a.txt"
+	cmp "$T/att/2" "$VECTORS/session-1/note-b.txt"
+}
+
+@test "session-2: unpadded 16-byte address and password log in, nothing is delivered" {
+	run -0 sh -c "$VHANDLER < $VECTORS/session-2/client.bin > $T/out.bin 2>$HLOG"
+	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
+		"$VECTORS/session-2/session-key.hex" "$VECTORS/session-2/expected-codes.txt"
+	[ "$output" = "7 passed, 0 failed" ]
+	grep -q 'login user=aligned16@abc.pl result=ok' "$HLOG"
+	[ ! -e "$MAIL" ] || [ -z "$(find "$MAIL" -type f)" ]
+}
+
+@test "the handler log never holds a password" {
+	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
+	run -0 sh -c "$VHANDLER < $VECTORS/session-2/client.bin > $T/out.bin 2>>$HLOG"
+	run -1 grep -E 'example123|sixteen-chars-pw' "$HLOG"
+}
+
+@test "a handler whose key file others can read refuses to use it" {
+	chmod 644 "$VK/server.key"
+	run -78 sh -c "$VHANDLER < $VECTORS/session-2/client.bin > $T/out.bin 2>$HLOG"
+	grep -q 'key=.*group or others may read it' "$HLOG"
+}
