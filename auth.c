@@ -461,7 +461,12 @@ auth_check(struct userdb *db, const char *addr, const char *pw,
 	/* PROTOCOL.md 5: an unknown address costs the same scrypt run */
 	if ((ok = auth_verify(hash, pw, pwlen, why)) == -1)
 		goto out;
-	rv = found == 1 && ok == 1;
+	/*
+	 * scrypt keys HMAC with the password, and HMAC pads keys with zero
+	 * bytes: "pw" and "pw\0" give the same hash.  No stored password
+	 * has a NUL (usmtp-users refuses them), so one never matches.
+	 */
+	rv = found == 1 && ok == 1 && memchr(pw, '\0', pwlen) == NULL;
 out:
 	OPENSSL_cleanse(rec, sizeof(rec));
 	return rv;

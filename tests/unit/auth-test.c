@@ -1,0 +1,516 @@
+/*
+ * auth-test.c -- unit tests of auth.c, TAP on stdout: address syntax
+ * (PROTOCOL.md 5, Maildir path tricks), password records, the database
+ * life cycle, equal work for unknown users, and readers opening the
+ * database while usmtp-users rewrites it.  Run from the top of the tree
+ * (it runs ./usmtp-users, or $USMTP_USERS, when that exists).
+ */
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "usmtp.h"
+
+#define READS		100	/* opens while the writer runs */
+#define WRITES_MAX	2000	/* the writer stops after this many */
+
+static int ntest, nfail;
+static volatile sig_atomic_t stop;
+static char dir[] = "/tmp/auth-test.XXXXXX";
+
+static void	ok(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	good_addr(const char *, const char *);
+static void	bad_addr(const char *, size_t, const char *);
+static void	test_addr(void);
+static void	test_hash(void);
+static void	test_db(void);
+static void	test_timing(void);
+static void	test_concurrent(void);
+static double	now_ms(void);
+static double	check_ms(struct userdb *, const char *, const char *);
+static int	count_user(void *, const char *, const char *);
+static void	writer(const char *, const char *);
+static void	onterm(int);
+static void	cleanup(void);
+
+static void
+ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	ntest++;
+	if (!cond)
+		nfail++;
+	printf("%sok %d - ", cond ? "" : "not ", ntest);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+static void
+good_addr(const char *in, const char *want)
+{
+	char out[ADDR_MAX + 1];
+	int r;
+
+	r = addr_normalize(in, strlen(in), out, sizeof(out));
+	ok(r == 0 && strcmp(out, want) == 0, "valid address %.40s%s", in,
+	    strlen(in) > 40 ? "..." : "");
+}
+
+static void
+bad_addr(const char *in, size_t len, const char *what)
+{
+	char out[ADDR_MAX + 1];
+
+	ok(addr_normalize(in, len, out, sizeof(out)) == -1,
+	    "invalid address: %s", what);
+}
+
+static void
+test_addr(void)
+{
+	char buf[512], label[64], out[ADDR_MAX + 1];
+	int n;
+
+	good_addr("alice@example.com", "alice@example.com");
+	good_addr("Alice.Smith@Example.COM", "alice.smith@example.com");
+	good_addr("a+tag@x-y.example", "a+tag@x-y.example");
+	good_addr("!#$%&'*+-=?^_`{|}~@d.example",
+	    "!#$%&'*+-=?^_`{|}~@d.example");
+	good_addr("u@localhost", "u@localhost");
+	good_addr("u@0.9", "u@0.9");
+
+	memset(label, 'a', 63);
+	label[63] = '\0';
+	n = snprintf(buf, sizeof(buf), "u@%s.com", label);
+	ok(n > 0, "snprintf");
+	good_addr(buf, buf);
+	/* 254 bytes: "u@" + 3 x (63 + ".") + 60 */
+	n = snprintf(buf, sizeof(buf), "u@%s.%s.%s.%.60s", label, label,
+	    label, label);
+	ok(n == ADDR_MAX, "254-byte address built (%d)", n);
+	good_addr(buf, buf);
+	n = snprintf(buf, sizeof(buf), "u@%s.%s.%s.%.61s", label, label,
+	    label, label);
+	bad_addr(buf, strlen(buf), "255 bytes");
+	n = snprintf(buf, sizeof(buf), "u@%sa.com", label);
+	bad_addr(buf, strlen(buf), "64-byte label");
+
+	bad_addr("", 0, "empty");
+	bad_addr("@", 1, "only @");
+	bad_addr("alice", 5, "no @");
+	bad_addr("alice@", 6, "no domain");
+	bad_addr("@example.com", 12, "no local part");
+	bad_addr("a@@b", 4, "two @ in a row");
+	bad_addr("a@b@c", 5, "two @");
+	bad_addr("a b@c", 5, "space in local part");
+	bad_addr("a@b c", 5, "space in domain");
+	bad_addr(" a@b", 4, "leading space");
+	bad_addr("a@b ", 4, "trailing space");
+	bad_addr("a\t@b", 4, "tab");
+	bad_addr("a\r\n@b", 5, "CRLF");
+	bad_addr("a\x7f@b", 4, "DEL");
+	bad_addr("\xc3\xa4@b", 4, "non-ASCII");
+	bad_addr("a\"b@c", 5, "quote");
+	bad_addr("a(b)@c", 6, "comment parens");
+	bad_addr("a,b@c", 5, "comma");
+	bad_addr("a/b@c", 5, "slash in local part");
+	bad_addr("../etc@c", 8, "../ in local part");
+	bad_addr("..@c", 4, "local part ..");
+	bad_addr(".@c", 3, "local part .");
+	bad_addr(".a@c", 4, "local part starts with a dot");
+	bad_addr("a.@c", 4, "local part ends with a dot");
+	bad_addr("a..b@c", 6, "double dot in local part");
+	bad_addr("a@b/c", 5, "slash in domain");
+	bad_addr("a@..", 4, "domain ..");
+	bad_addr("a@.b", 4, "domain starts with a dot");
+	bad_addr("a@b.", 4, "domain ends with a dot");
+	bad_addr("a@b..c", 6, "empty label");
+	bad_addr("a@-b.c", 6, "label starts with -");
+	bad_addr("a@b-.c", 6, "label ends with -");
+	bad_addr("a@b.c-", 6, "last label ends with -");
+	bad_addr("a@b_c", 5, "underscore in domain");
+	bad_addr("a@[127.0.0.1]", 13, "address literal");
+	bad_addr("a\0b@c", 5, "NUL in local part");
+	bad_addr("a@bc\0", 5, "NUL at the end");
+	bad_addr("a@b\0.evil", 9, "NUL in domain");
+	ok(addr_normalize("a@b", 3, out, 3) == -1, "output buffer too small");
+	ok(addr_normalize("a@bxx", 3, out, sizeof(out)) == 0 &&
+	    strcmp(out, "a@b") == 0, "only inlen bytes are read");
+}
+
+static void
+test_hash(void)
+{
+	char rec[AUTH_HASH_MAX + 1], rec2[AUTH_HASH_MAX + 1];
+	const char *why;
+
+	ok(auth_hash("secret", 6, 1, rec, sizeof(rec), &why) == 0,
+	    "auth_hash cost 1");
+	ok(strncmp(rec, "$scrypt$ln=1,r=8,p=1$", 21) == 0,
+	    "record is self-describing: %s", rec);
+	ok(strlen(rec) == 21 + 24 + 1 + 44, "16-byte salt, 32-byte hash");
+	ok(strstr(rec, "secret") == NULL, "record does not hold the password");
+	ok(auth_verify(rec, "secret", 6, &why) == 1, "right password");
+	ok(auth_verify(rec, "secreT", 6, &why) == 0, "wrong password");
+	ok(auth_verify(rec, "secret", 5, &why) == 0, "prefix of password");
+	ok(auth_hash("secret", 6, 1, rec2, sizeof(rec2), &why) == 0 &&
+	    strcmp(rec, rec2) != 0, "salt differs between records");
+	ok(auth_hash("secret", 6, 0, rec, sizeof(rec), &why) == -1,
+	    "cost 0 refused");
+	ok(auth_hash("secret", 6, AUTH_COST_MAX + 1, rec, sizeof(rec),
+	    &why) == -1, "cost above maximum refused");
+	ok(auth_hash("secret", 6, 1, rec, 40, &why) == -1,
+	    "small buffer refused");
+	ok(auth_verify("", "x", 1, &why) == -1, "empty record malformed");
+	ok(auth_verify("secret", "secret", 6, &why) == -1,
+	    "bare password is not a record");
+	ok(auth_verify("$scrypt$ln=0,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
+	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
+	    "ln=0 malformed");
+	ok(auth_verify("$scrypt$ln=40,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
+	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
+	    "ln=40 refused");
+	ok(auth_verify("$scrypt$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA=$"
+	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
+	    "bad base64 salt");
+	ok(auth_verify("$scrypt$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
+	    "dXNtdHAgZHVtbXkgaGFzaDogbm!2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
+	    "bad base64 hash");
+	ok(auth_verify("$pbkdf2$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
+	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
+	    "unknown algorithm");
+}
+
+static int
+count_user(void *arg, const char *addr, const char *maildir)
+{
+	(void)addr;
+	(void)maildir;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void
+test_db(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1], md[AUTH_MAILDIR_MAX + 1];
+	struct userdb *udb;
+	struct stat st;
+	const char *why = NULL;
+	int fd, count;
+
+	snprintf(db, sizeof(db), "%s/users.db", dir);
+	udb = auth_open(db, &why);
+	ok(udb == NULL && why != NULL && strstr(why, "No such file") != NULL,
+	    "missing database: %s", why ? why : "(no reason)");
+	ok(stat(db, &st) == -1 && errno == ENOENT,
+	    "opening a missing database does not create it");
+	ok(auth_update(db, AUTH_PASSWD, "a@b", rec, NULL, &why) == 1,
+	    "passwd on a missing database: unknown");
+	ok(auth_update(db, AUTH_DEL, "a@b", NULL, NULL, &why) == 1,
+	    "del on a missing database: unknown");
+
+	auth_hash("alice pw", 8, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "alice@example.com", rec,
+	    "/srv/mail/alice/Maildir", &why) == 0, "add alice");
+	ok(stat(db, &st) == 0 && (st.st_mode & 07777) == 0640,
+	    "database mode 0640 (%o)", (unsigned)(st.st_mode & 07777));
+	ok(auth_update(db, AUTH_ADD, "alice@example.com", rec, NULL,
+	    &why) == 1, "adding alice again: exists");
+	auth_hash("bob pw", 6, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "bob@example.com", rec, NULL,
+	    &why) == 0, "add bob without a Maildir");
+	ok(auth_update(db, AUTH_ADD, "carol@example.com", rec, "rel/path",
+	    &why) == -1, "relative Maildir refused");
+	ok(auth_update(db, AUTH_ADD, "carol@example.com", rec, "/a\nb",
+	    &why) == -1, "Maildir with a newline refused");
+
+	udb = auth_open(db, &why);
+	ok(udb != NULL, "auth_open");
+	if (udb == NULL)
+		return;
+	ok(auth_lookup(udb, "alice@example.com", md, sizeof(md), &why) == 1 &&
+	    strcmp(md, "/srv/mail/alice/Maildir") == 0, "lookup alice: %s",
+	    md);
+	ok(auth_lookup(udb, "bob@example.com", md, sizeof(md), &why) == 1 &&
+	    md[0] == '\0', "lookup bob: no Maildir");
+	ok(auth_lookup(udb, "alice@example.com", md, 5, &why) == -1,
+	    "lookup with a small Maildir buffer");
+	ok(auth_lookup(udb, "nobody@example.com", md, sizeof(md), &why) == 0,
+	    "lookup unknown");
+	ok(auth_check(udb, "alice@example.com", "alice pw", 8, &why) == 1,
+	    "check alice, right password");
+	ok(auth_check(udb, "alice@example.com", "bob pw", 6, &why) == 0,
+	    "check alice, wrong password");
+	ok(auth_check(udb, "alice@example.com", "alice pw\0", 9, &why) == 0,
+	    "check alice, right password plus a NUL");
+	ok(auth_check(udb, "alice@example.com", "alice p", 7, &why) == 0,
+	    "check alice, password prefix");
+	ok(auth_check(udb, "bob@example.com", "bob pw", 6, &why) == 1,
+	    "check bob, right password");
+	ok(auth_check(udb, "nobody@example.com", "bob pw", 6, &why) == 0,
+	    "check unknown address");
+	count = 0;
+	ok(auth_foreach(udb, count_user, &count, &why) == 0 && count == 2,
+	    "foreach sees 2 users (%d)", count);
+	auth_close(udb);
+
+	auth_hash("alice new", 9, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_PASSWD, "alice@example.com", rec, NULL,
+	    &why) == 0, "passwd alice");
+	ok(auth_update(db, AUTH_PASSWD, "nobody@example.com", rec, NULL,
+	    &why) == 1, "passwd unknown");
+	ok(auth_update(db, AUTH_DEL, "bob@example.com", NULL, NULL,
+	    &why) == 0, "del bob");
+	ok(auth_update(db, AUTH_DEL, "bob@example.com", NULL, NULL,
+	    &why) == 1, "del bob again: unknown");
+	udb = auth_open(db, &why);
+	ok(udb != NULL, "auth_open after changes");
+	if (udb == NULL)
+		return;
+	ok(auth_check(udb, "alice@example.com", "alice new", 9, &why) == 1,
+	    "new password works");
+	ok(auth_check(udb, "alice@example.com", "alice pw", 8, &why) == 0,
+	    "old password fails");
+	ok(auth_lookup(udb, "alice@example.com", md, sizeof(md), &why) == 1 &&
+	    strcmp(md, "/srv/mail/alice/Maildir") == 0,
+	    "passwd keeps the Maildir");
+	ok(auth_lookup(udb, "bob@example.com", md, sizeof(md), &why) == 0,
+	    "bob is gone");
+	auth_close(udb);
+
+	snprintf(db, sizeof(db), "%s/garbage.db", dir);
+	fd = open(db, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	if (fd != -1) {
+		ok(write(fd, "this is not a gdbm file at all\n", 31) == 31,
+		    "write garbage");
+		close(fd);
+	}
+	why = NULL;
+	ok(auth_open(db, &why) == NULL && why != NULL,
+	    "corrupt database refused: %s", why ? why : "(no reason)");
+	snprintf(db, sizeof(db), "%s/empty.db", dir);
+	fd = open(db, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	if (fd != -1)
+		close(fd);
+	why = NULL;
+	ok(auth_open(db, &why) == NULL && why != NULL,
+	    "empty file refused: %s", why ? why : "(no reason)");
+	if (geteuid() != 0) {
+		snprintf(db, sizeof(db), "%s/users.db", dir);
+		chmod(db, 0);
+		why = NULL;
+		ok(auth_open(db, &why) == NULL && why != NULL,
+		    "unreadable database refused: %s", why ? why : "");
+		chmod(db, 0640);
+	} else
+		printf("# running as root: unreadable-file case skipped\n");
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The fastest of 3 checks, in milliseconds. */
+static double
+check_ms(struct userdb *udb, const char *addr, const char *pw)
+{
+	const char *why;
+	double t, best = 1e12;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		t = now_ms();
+		auth_check(udb, addr, pw, strlen(pw), &why);
+		t = now_ms() - t;
+		if (t < best)
+			best = t;
+	}
+	return best;
+}
+
+static void
+test_timing(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1];
+	struct userdb *udb;
+	const char *why;
+	double right, wrong, unknown, t;
+
+	snprintf(db, sizeof(db), "%s/timing.db", dir);
+	t = now_ms();
+	ok(auth_hash("pw", 2, AUTH_COST_DEFAULT, rec, sizeof(rec), &why) == 0,
+	    "hash at the default cost (%d)", AUTH_COST_DEFAULT);
+	printf("# one scrypt at ln=%d: %.1f ms\n", AUTH_COST_DEFAULT,
+	    now_ms() - t);
+	ok(auth_update(db, AUTH_ADD, "dave@example.com", rec, NULL, &why) == 0,
+	    "add a user at the default cost");
+	if ((udb = auth_open(db, &why)) == NULL) {
+		ok(0, "auth_open: %s", why);
+		return;
+	}
+	right = check_ms(udb, "dave@example.com", "pw");
+	wrong = check_ms(udb, "dave@example.com", "wrong");
+	unknown = check_ms(udb, "nobody@example.com", "wrong");
+	printf("# check: right %.1f ms, wrong %.1f ms, unknown %.1f ms\n",
+	    right, wrong, unknown);
+	ok(unknown < 3 * wrong && wrong < 3 * unknown,
+	    "unknown address costs about as much as a wrong password");
+	ok(right < 3 * wrong && wrong < 3 * right,
+	    "right password costs about as much as a wrong one");
+	auth_close(udb);
+}
+
+static void
+onterm(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* Adds users until SIGTERM or WRITES_MAX, with usmtp-users when tool is
+ * set, else with auth_update. */
+static void
+writer(const char *db, const char *tool)
+{
+	char addr[64], rec[AUTH_HASH_MAX + 1];
+	const char *why;
+	pid_t pid;
+	int i, p[2], status;
+
+	for (i = 0; i < WRITES_MAX && !stop; i++) {
+		snprintf(addr, sizeof(addr), "w%d@example.com", i);
+		if (tool == NULL) {
+			if (auth_hash("w", 1, 1, rec, sizeof(rec),
+			    &why) == -1 || auth_update(db, AUTH_ADD, addr,
+			    rec, NULL, &why) != 0)
+				_exit(1);
+			continue;
+		}
+		if (pipe(p) == -1 || write(p[1], "w\n", 2) != 2)
+			_exit(1);
+		close(p[1]);
+		if ((pid = fork()) == -1)
+			_exit(1);
+		if (pid == 0) {
+			dup2(p[0], 0);
+			close(p[0]);
+			execl(tool, tool, "--db", db, "add", addr,
+			    "--password-stdin", "--cost", "1", (char *)NULL);
+			_exit(127);
+		}
+		close(p[0]);
+		while (waitpid(pid, &status, 0) == -1)
+			if (errno != EINTR)
+				_exit(1);
+		if (!WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static void
+test_concurrent(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1], md[AUTH_MAILDIR_MAX + 1];
+	struct timespec ms = { 0, 2000000L };
+	struct userdb *udb;
+	const char *why = "", *tool;
+	pid_t pid;
+	int i, opened = 0, found = 0, last = -1, versions = 0, n, status;
+
+	tool = getenv("USMTP_USERS");
+	if (tool == NULL)
+		tool = "./usmtp-users";
+	if (access(tool, X_OK) == -1) {
+		printf("# %s not found: the writer calls auth_update\n", tool);
+		tool = NULL;
+	} else
+		printf("# writer: %s add in a loop\n", tool);
+	snprintf(db, sizeof(db), "%s/busy.db", dir);
+	auth_hash("r", 1, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "reader@example.com", rec, NULL,
+	    &why) == 0, "add the reader's user");
+	fflush(stdout);
+	signal(SIGTERM, onterm);	/* the child has it from the start */
+	if ((pid = fork()) == -1) {
+		ok(0, "fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0)
+		writer(db, tool);
+	signal(SIGTERM, SIG_DFL);
+	for (i = 0; i < READS; i++) {
+		if ((udb = auth_open(db, &why)) == NULL) {
+			printf("# open %d: %s\n", i, why);
+			continue;
+		}
+		opened++;
+		if (auth_lookup(udb, "reader@example.com", md, sizeof(md),
+		    &why) == 1)
+			found++;
+		n = 0;
+		auth_foreach(udb, count_user, &n, &why);
+		if (n != last)
+			versions++;
+		last = n;
+		auth_close(udb);
+		nanosleep(&ms, NULL);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	ok(opened == READS, "%d of %d opens during writes succeeded", opened,
+	    READS);
+	ok(found == READS, "%d of %d lookups found the user", found, READS);
+	ok(versions > 1, "the readers saw %d versions of the file", versions);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "every write succeeded");
+}
+
+static void
+cleanup(void)
+{
+	char cmd[300];
+
+	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) < (int)sizeof(cmd))
+		if (system(cmd) != 0)
+			printf("# could not remove %s\n", dir);
+}
+
+int
+main(void)
+{
+	if (mkdtemp(dir) == NULL) {
+		printf("Bail out! mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+	test_addr();
+	test_hash();
+	test_db();
+	test_timing();
+	test_concurrent();
+	cleanup();
+	printf("1..%d\n# %d passed, %d failed\n", ntest, ntest - nfail, nfail);
+	return nfail != 0;
+}
