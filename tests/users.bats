@@ -1,0 +1,285 @@
+#!/usr/bin/env bats
+# users.bats -- usmtp-users(8): every subcommand, every refusal with its
+# exit status and message, the file mode, list output, what is stored,
+# and handlers' reads (usmtp-users check) while another add runs.
+
+load helpers
+
+# users ARGS...: usmtp-users on the test's database.
+users() {
+	usmtp-users --db "$DB" "$@"
+}
+
+# rec_of ADDRESS: prints the database's bytes for ADDRESS's record (key
+# and value sit side by side in a GDBM bucket).
+rec_of() {
+	strings -n 8 "$DB" | grep -F "$1"
+}
+
+setup() {
+	T=$BATS_TEST_TMPDIR
+	DB=$T/users.db
+}
+
+@test "--help lists every subcommand and the cost range and exits 0" {
+	run -0 --separate-stderr usmtp-users --help
+	for w in add passwd del list check --db --maildir --password-stdin \
+	    '--cost N' '1..18'; do
+		[[ $output == *"$w"* ]] || { echo "missing: $w"; return 1; }
+	done
+	[ -z "$stderr" ]
+}
+
+@test "--version prints the version" {
+	run -0 usmtp-users --version
+	[ "$output" = "usmtp-users 1.0.0" ]
+}
+
+@test "add with --password-stdin creates the database with mode 0640" {
+	run -0 --separate-stderr users add alice@example.com --password-stdin \
+	    --cost 1 <<<"alice pw"
+	[ -z "$output" ] && [ -z "$stderr" ]
+	run -0 stat -c %a "$DB"
+	[ "$output" = 640 ]
+}
+
+@test "list prints lower-cased addresses sorted, the Maildir after a tab" {
+	add_user Zed@Example.COM zpw
+	add_user alice@example.com apw --maildir /srv/mail/alice/Maildir
+	add_user bob@example.org bpw
+	run -0 --separate-stderr users list
+	[ "$output" = "$(printf '%s\n' \
+	    $'alice@example.com\t/srv/mail/alice/Maildir' \
+	    bob@example.org zed@example.com)" ]
+}
+
+@test "list of an empty database prints nothing" {
+	add_user a@b pw
+	run -0 users del a@b
+	run -0 users list
+	[ -z "$output" ]
+}
+
+@test "check exits 0 for the right password and prints nothing" {
+	add_user alice@example.com 'alice pw'
+	run -0 --separate-stderr users check ALICE@example.com \
+	    --password-stdin <<<"alice pw"
+	[ -z "$output" ] && [ -z "$stderr" ]
+}
+
+@test "check exits 1 for a wrong password, with the unknown-user message" {
+	add_user alice@example.com 'alice pw'
+	run -1 --separate-stderr users check alice@example.com \
+	    --password-stdin <<<"wrong pw"
+	[ "$stderr" = "usmtp-users: wrong password or unknown address" ]
+	[[ $stderr != *"wrong pw"* ]]
+}
+
+@test "check exits 1 for an unknown address, with the same message" {
+	add_user alice@example.com 'alice pw'
+	run -1 --separate-stderr users check nobody@example.com \
+	    --password-stdin <<<"alice pw"
+	[ "$stderr" = "usmtp-users: wrong password or unknown address" ]
+}
+
+@test "--password-stdin strips a CRLF line end" {
+	run -0 users add crlf@example.com --password-stdin --cost 1 \
+	    < <(printf 'pw\r\n')
+	run -0 users check crlf@example.com --password-stdin <<<"pw"
+	run -1 users check crlf@example.com --password-stdin \
+	    < <(printf 'pw\r\r\n')
+}
+
+@test "passwd changes the password and keeps the Maildir" {
+	add_user alice@example.com old --maildir /srv/alice
+	run -0 --separate-stderr users passwd alice@example.com \
+	    --password-stdin --cost 1 <<<"new"
+	[ -z "$stderr" ]
+	run -0 users check alice@example.com --password-stdin <<<"new"
+	run -1 users check alice@example.com --password-stdin <<<"old"
+	run -0 users list
+	[ "$output" = $'alice@example.com\t/srv/alice' ]
+}
+
+@test "del removes the user" {
+	add_user alice@example.com apw
+	add_user bob@example.com bpw
+	run -0 --separate-stderr users del Alice@Example.com
+	[ -z "$stderr" ]
+	run -0 users list
+	[ "$output" = bob@example.com ]
+	run -1 users check alice@example.com --password-stdin <<<"apw"
+}
+
+@test "a duplicate add is refused with 73, case-insensitively" {
+	add_user alice@example.com apw
+	run -73 --separate-stderr users add ALICE@example.com \
+	    --password-stdin --cost 1 <<<"other"
+	[ "$stderr" = "usmtp-users: alice@example.com: already exists" ]
+	run -0 users check alice@example.com --password-stdin <<<"apw"
+}
+
+@test "passwd of an unknown user is refused with 67" {
+	add_user alice@example.com apw
+	run -67 --separate-stderr users passwd bob@example.com \
+	    --password-stdin --cost 1 <<<"pw"
+	[ "$stderr" = "usmtp-users: bob@example.com: no such user" ]
+}
+
+@test "del of an unknown user is refused with 67" {
+	add_user alice@example.com apw
+	run -67 --separate-stderr users del bob@example.com
+	[ "$stderr" = "usmtp-users: bob@example.com: no such user" ]
+	run -0 users list
+	[ "$output" = alice@example.com ]
+}
+
+@test "passwd and del without a database are refused with 67 and create nothing" {
+	run -67 users passwd a@b --password-stdin <<<"pw"
+	run -67 users del a@b
+	[ ! -e "$DB" ]
+}
+
+@test "invalid addresses are refused with 65" {
+	local a
+	for a in alice 'a@@b' 'a b@c' 'a@b c' '.a@b' 'a.@b' 'a..b@c' \
+	    '../x@y' 'a/b@c' 'x@../y' 'a@-b' 'a@b-' 'a@b..c' 'a@b.' \
+	    "$(printf 'a\tb@c')"; do
+		run -65 --separate-stderr users add "$a" --password-stdin \
+		    --cost 1 <<<"pw"
+		[[ $stderr == "usmtp-users: "*": invalid address" ]]
+	done
+	run -65 --separate-stderr users check 'a@b@c' --password-stdin <<<"pw"
+	[ "$stderr" = "usmtp-users: a@b@c: invalid address" ]
+	[ ! -e "$DB" ]
+}
+
+@test "an empty password is refused with 66" {
+	run -66 --separate-stderr users add alice@example.com \
+	    --password-stdin --cost 1 <<<""
+	[ "$stderr" = "usmtp-users: empty password refused" ]
+	[ ! -e "$DB" ]
+}
+
+@test "a password ending in a space is refused with 66" {
+	run -66 --separate-stderr users add alice@example.com \
+	    --password-stdin --cost 1 <<<"pw "
+	[[ $stderr == "usmtp-users: password ends with a space"* ]]
+}
+
+@test "no password on standard input is refused with 66" {
+	run -66 --separate-stderr users add alice@example.com \
+	    --password-stdin --cost 1 </dev/null
+	[ "$stderr" = "usmtp-users: no password on standard input" ]
+}
+
+@test "without a terminal and without --password-stdin add fails with 66" {
+	run -66 --separate-stderr setsid -w usmtp-users --db "$DB" add \
+	    alice@example.com --cost 1 </dev/null
+	[[ $stderr == "usmtp-users: /dev/tty: "*"(use --password-stdin)" ]]
+}
+
+@test "the stored record is an scrypt hash, not the password" {
+	add_user alice@example.com 'Sup3rSecretPassw0rd'
+	run -1 grep -c -a -F 'Sup3rSecretPassw0rd' "$DB"
+	run -0 rec_of alice@example.com
+	[[ $output =~ alice@example\.com\$scrypt\$ln=1,r=8,p=1\$[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=$ ]]
+}
+
+@test "the default cost is ln=14, r=8, p=1" {
+	run -0 users add alice@example.com --password-stdin <<<"pw"
+	run -0 rec_of alice@example.com
+	[[ $output == *'$scrypt$ln=14,r=8,p=1$'* ]]
+}
+
+@test "--cost outside 1..18 is a usage error (64)" {
+	local c
+	for c in 0 19 -1 abc 1x ''; do
+		run -64 --separate-stderr users add a@b --password-stdin \
+		    --cost "$c" <<<"pw"
+		[ "$stderr" = "usmtp-users: --cost: $c: must be 1..18" ]
+	done
+	[ ! -e "$DB" ]
+}
+
+@test "command line mistakes are usage errors (64)" {
+	run -64 --separate-stderr usmtp-users
+	[[ $stderr == "usmtp-users: no command"* ]]
+	run -64 --separate-stderr users frob
+	[[ $stderr == "usmtp-users: unknown command: frob"* ]]
+	run -64 --separate-stderr users add
+	[[ $stderr == "usmtp-users: add: missing ADDRESS"* ]]
+	run -64 --separate-stderr users del a@b c@d
+	[[ $stderr == "usmtp-users: unexpected argument: c@d"* ]]
+	run -64 --separate-stderr users passwd a@b --maildir /x
+	[[ $stderr == "usmtp-users: --maildir: only with add"* ]]
+	run -64 --separate-stderr users check a@b --cost 1
+	[[ $stderr == "usmtp-users: --cost: only with add and passwd"* ]]
+	run -64 --separate-stderr users list --bogus
+	[[ $stderr == "usmtp-users: unknown option: --bogus"* ]]
+	run -64 --separate-stderr usmtp-users list --db
+	[[ $stderr == "usmtp-users: --db: missing FILE"* ]]
+}
+
+@test "a relative Maildir path is refused with 65" {
+	run -65 --separate-stderr users add a@b --maildir Maildir \
+	    --password-stdin --cost 1 <<<"pw"
+	[[ $stderr == "usmtp-users: Maildir: invalid Maildir path"* ]]
+	[ ! -e "$DB" ]
+}
+
+@test "list of a missing database fails with 74 and does not create it" {
+	run -74 --separate-stderr users list
+	[ "$stderr" = "usmtp-users: $DB: No such file or directory" ]
+	[ ! -e "$DB" ]
+}
+
+@test "check against a missing database fails with 74" {
+	run -74 --separate-stderr users check a@b --password-stdin <<<"pw"
+	[ "$stderr" = "usmtp-users: $DB: No such file or directory" ]
+}
+
+@test "a corrupt database fails with 74" {
+	echo "not a gdbm file" >"$DB"
+	run -74 --separate-stderr users list
+	[[ $stderr == "usmtp-users: $DB: "* ]]
+	run -74 users add a@b --password-stdin --cost 1 <<<"pw"
+}
+
+@test "--db=FILE works like --db FILE" {
+	run -0 usmtp-users --db="$DB" add a@b --password-stdin --cost=1 <<<"pw"
+	run -0 users list
+	[ "$output" = a@b ]
+}
+
+@test "100 checks all succeed while another usmtp-users adds in a loop" {
+	add_user reader@example.com rpw
+	(
+		i=0
+		while [ ! -e "$T/stop" ] && [ $i -lt 500 ]; do
+			add_user "w$i@example.com" wpw || exit 1
+			i=$((i + 1))
+		done
+		echo "$i" >"$T/writes"
+	) &
+	local wpid=$! i fails=0
+	for i in $(seq 100); do
+		users check reader@example.com --password-stdin <<<"rpw" ||
+		    fails=$((fails + 1))
+	done
+	touch "$T/stop"
+	wait "$wpid"
+	echo "writes: $(cat "$T/writes"), failed checks: $fails"
+	[ "$fails" -eq 0 ]
+	[ "$(cat "$T/writes")" -gt 1 ]
+	run -0 users list
+	[ "${#lines[@]}" -eq $(($(cat "$T/writes") + 1)) ]
+}
+
+@test "no temporary files are left beside the database" {
+	add_user a@b pw
+	add_user c@d pw
+	run -0 users del a@b
+	run -0 ls -A "$T"
+	[ "$output" = "$(printf '%s\n' users.db users.db.lock)" ]
+}
