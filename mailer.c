@@ -1,0 +1,1307 @@
+/*
+ * mailer.c -- builds the Internet message for one SEND MAIL (RFC 5322 with
+ * MIME, RFC 2045-2049, 2047, 2231) as a stream into a temporary file, and
+ * delivers it: rename into a Maildir's new/ (maildir(5)) or a run of
+ * `sendmail -i -f SENDER -- RCPT` (PROTOCOL.md 7).  The handler decides
+ * what to reply; this file only returns 0 or -1 and a reason.
+ *
+ * Line ends are LF: Maildir files and `sendmail -i` input use the Unix
+ * convention, and the MTA or the reader adds CR where the wire needs it.
+ */
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "usmtp.h"
+
+#define OUT_BUF_BYTES	16384	/* write buffer: memory never grows */
+#define B64_LINE_CHARS	76	/* RFC 2045 6.8 */
+#define QP_LINE_CHARS	76	/* RFC 2045 6.7 (5) */
+#define TEXT_LINE_MAX	998	/* RFC 5322 2.1.1, for 7bit */
+#define NAME_MAX_BYTES	200	/* attachment file names are cut here */
+#define PARAM_SEG_CHARS	60	/* RFC 2231 continuation segment */
+#define SENDMAIL_DEFAULT_SEC 300 /* when conf gives no bound */
+
+struct mail {
+	int		 fd;		/* the message being built */
+	int		 failed;	/* set on the first error: sticky */
+	const char	*err;		/* reason for failed */
+	char		*tmppath;	/* Maildir: DIR/tmp/NAME; else NULL */
+	char		*newpath;	/* Maildir: DIR/new/NAME */
+	char		*sendmail;	/* sendmail path, or NULL */
+	int		 timeout;	/* sendmail bound, seconds */
+	char		 sender[ADDR_MAX + 1];
+	char		 rcpt[ADDR_MAX + 1];
+	char		 boundary[64];	/* "" for a single-part message */
+	int		 nattach;	/* announced */
+	int		 iattach;	/* attachments begun so far */
+	int		 inattach;	/* between attach_begin and _end */
+	off_t		 size;		/* bytes produced */
+	unsigned char	 b64in[3];	/* base64 input not yet encoded */
+	size_t		 b64n;
+	size_t		 col;		/* base64 output column */
+	size_t		 outlen;
+	unsigned char	 out[OUT_BUF_BYTES];
+};
+
+static int	 out_flush(struct mail *);
+static int	 out_write(struct mail *, const void *, size_t);
+static int	 out_str(struct mail *, const char *);
+static int	 fail(struct mail *, const char *, const char **);
+static const char *errstr(const char *, int);
+static size_t	 utf8_next(const unsigned char *, size_t, uint32_t *);
+static char	*clean_text(const char *, size_t, int);
+static int	 write_headers(struct mail *, const struct mail_conf *,
+		    const char *, size_t);
+static int	 write_subject(struct mail *, const char *, size_t);
+static int	 write_safe_ascii(struct mail *, const char *);
+static int	 write_date(struct mail *);
+static int	 write_body(struct mail *, const char *, size_t);
+static int	 write_param(struct mail *, const char *, const char *);
+static int	 attr_char(unsigned char);
+static const char *content_type(const char *);
+static char	*safe_name(const char *, size_t, int);
+static int	 b64_block(struct mail *, const unsigned char *, size_t);
+static int	 random_hex(char *, size_t);
+static char	*maildir_path(const struct mail_conf *, const char *,
+		    const char *);
+static int	 mkdirs(char *);
+static char	*path_join(const char *, const char *, const char *);
+static int	 maildir_open(struct mail *, const char *, const char *);
+static int	 maildir_commit(struct mail *, const char **);
+static int	 sendmail_open(struct mail *);
+static int	 sendmail_commit(struct mail *, const char **);
+static void	 mail_free(struct mail *);
+
+static char	whybuf[256];	/* formatted reasons; one message at a time */
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Formats "what: strerror(e)" into whybuf. */
+static const char *
+errstr(const char *what, int e)
+{
+	int	n;
+
+	n = snprintf(whybuf, sizeof(whybuf), "%s: %s", what, strerror(e));
+	if (n < 0 || (size_t)n >= sizeof(whybuf))
+		return what;
+	return whybuf;
+}
+
+/*
+ * Marks m failed (the first reason sticks: later calls keep returning
+ * -1 cheaply) and hands the reason to *why.
+ */
+static int
+fail(struct mail *m, const char *reason, const char **why)
+{
+	if (reason == NULL)
+		reason = "internal error";
+	if (m != NULL && !m->failed) {
+		m->failed = 1;
+		m->err = reason;
+	}
+	if (why != NULL)
+		*why = m != NULL ? m->err : reason;
+	return -1;
+}
+
+/* Writes the buffer out; any short write (ENOSPC, EFBIG) is an error. */
+static int
+out_flush(struct mail *m)
+{
+	size_t	 off = 0;
+	ssize_t	 n;
+
+	if (m->failed)
+		return -1;
+	while (off < m->outlen) {
+		n = write(m->fd, m->out + off, m->outlen - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			m->outlen = 0;
+			return fail(m, errstr("write message",
+			    n == 0 ? EIO : errno), NULL);
+		}
+		off += (size_t)n;
+	}
+	m->outlen = 0;
+	return 0;
+}
+
+static int
+out_write(struct mail *m, const void *p, size_t len)
+{
+	const unsigned char	*s = p;
+	size_t			 k;
+
+	if (m->failed)
+		return -1;
+	while (len > 0) {
+		if (m->outlen == sizeof(m->out) && out_flush(m) == -1)
+			return -1;
+		k = sizeof(m->out) - m->outlen;
+		if (k > len)
+			k = len;
+		memcpy(m->out + m->outlen, s, k);
+		m->outlen += k;
+		m->size += (off_t)k;
+		s += k;
+		len -= k;
+	}
+	return 0;
+}
+
+static int
+out_str(struct mail *m, const char *s)
+{
+	return out_write(m, s, strlen(s));
+}
+
+/*
+ * Decodes one UTF-8 character of p (len > 0) into *cp and returns its
+ * length, or returns 1 with *cp = U+FFFD for an invalid byte (overlong
+ * forms, surrogates and values past U+10FFFF are invalid: RFC 3629 3).
+ */
+static size_t
+utf8_next(const unsigned char *p, size_t len, uint32_t *cp)
+{
+	size_t	 n, i;
+	uint32_t c;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	c = p[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		if (c == 0xed)
+			hi = 0x9f;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		if (c == 0xf4)
+			hi = 0x8f;
+		c &= 0x07;
+	} else
+		goto bad;
+	if (len < n)
+		goto bad;
+	for (i = 1; i < n; i++) {
+		if (p[i] < lo || p[i] > hi)
+			goto bad;
+		lo = 0x80;
+		hi = 0xbf;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	*cp = c;
+	return n;
+bad:
+	*cp = 0xfffd;
+	return 1;
+}
+
+/*
+ * Returns a malloc'd, NUL-terminated, valid UTF-8 copy of client text
+ * with every control character replaced: invalid bytes become U+FFFD;
+ * C0 controls (NUL, TAB, ...), DEL and C1 controls become one space (a
+ * subject, forname == 0) or '_' (a file name).  In a subject a run of
+ * CR and LF becomes a single space, so "a\r\nb" is "a b" (PROTOCOL.md
+ * 6: a subject is one line).  In a file name the bidi controls
+ * U+202A-U+202E and U+2066-U+2069 also become '_' (no "txt.exe" tricks).
+ */
+static char *
+clean_text(const char *in, size_t len, int forname)
+{
+	const unsigned char	*p = (const unsigned char *)in;
+	char			*out, *o;
+	size_t			 n;
+	uint32_t		 c;
+	char			 repl = forname ? '_' : ' ';
+
+	/* Each input byte yields at most 3 output bytes (U+FFFD). */
+	if (len > (SIZE_MAX - 1) / 3 || (out = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	o = out;
+	while (len > 0) {
+		n = utf8_next(p, len, &c);
+		if (!forname && (c == '\r' || c == '\n')) {
+			while (len > 0 && (*p == '\r' || *p == '\n')) {
+				p++;
+				len--;
+			}
+			*o++ = ' ';
+			continue;
+		}
+		if (c < 0x20 || (c >= 0x7f && c <= 0x9f) ||
+		    (forname && ((c >= 0x202a && c <= 0x202e) ||
+		    (c >= 0x2066 && c <= 0x2069))))
+			*o++ = repl;
+		else if (c == 0xfffd && n == 1) {
+			*o++ = (char)0xef;
+			*o++ = (char)0xbf;
+			*o++ = (char)0xbd;
+		} else {
+			memcpy(o, p, n);
+			o += n;
+		}
+		p += n;
+		len -= n;
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * Writes a configuration string (peer, host, id) into a header: only
+ * printable ASCII other than space, anything else becomes '?'.
+ */
+static int
+write_safe_ascii(struct mail *m, const char *s)
+{
+	char	c;
+
+	if (s == NULL || *s == '\0')
+		return out_str(m, "unknown");
+	for (; *s != '\0'; s++) {
+		c = *s > 0x20 && *s < 0x7f ? *s : '?';
+		if (out_write(m, &c, 1) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* RFC 5322 3.3 date-time, local time with a numeric zone; C-locale names. */
+static int
+write_date(struct mail *m)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed",
+	    "Thu", "Fri", "Sat" };
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char		 buf[64], zone[8];
+	struct tm	 tm;
+	time_t		 now;
+	int		 n;
+
+	now = time(NULL);
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(zone, sizeof(zone), "%z", &tm) == 0 ||
+	    tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 || tm.tm_mon > 11)
+		return fail(m, "cannot format the date", NULL);
+	n = snprintf(buf, sizeof(buf), "%s, %d %s %d %02d:%02d:%02d %s",
+	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return fail(m, "cannot format the date", NULL);
+	return out_write(m, buf, (size_t)n);
+}
+
+/*
+ * Subject: as it is when it is short printable ASCII that cannot be
+ * mistaken for an encoded-word; else RFC 2047 "B" encoded-words of
+ * UTF-8, each whole characters, every line at most 76 columns (2).
+ */
+static int
+write_subject(struct mail *m, const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	char			 enc[80];
+	size_t			 i, k, room, e, plain = 1;
+
+	for (i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			plain = 0;
+	if (len > 78 - 9 || strstr(s, "=?") != NULL || (len > 0 &&
+	    (p[0] == ' ' || p[len - 1] == ' ')))
+		plain = 0;
+	if (out_str(m, "Subject:") == -1)
+		return -1;
+	if (plain) {
+		if (len > 0 && (out_str(m, " ") == -1 ||
+		    out_write(m, s, len) == -1))
+			return -1;
+		return out_str(m, "\n");
+	}
+	/* "Subject: " + "=?UTF-8?B?" + "?=" leaves 52 base64 = 39 bytes. */
+	room = 39;
+	while (len > 0) {
+		k = len < room ? len : room;
+		while (k < len && k > 0 && (p[k] & 0xc0) == 0x80)
+			k--;	/* never split a character (RFC 2047 5) */
+		for (i = 0, e = 0; i < k; i += 3) {
+			uint32_t v = (uint32_t)p[i] << 16;
+
+			if (i + 1 < k)
+				v |= (uint32_t)p[i + 1] << 8;
+			if (i + 2 < k)
+				v |= p[i + 2];
+			enc[e++] = b64chars[v >> 18 & 63];
+			enc[e++] = b64chars[v >> 12 & 63];
+			enc[e++] = i + 1 < k ? b64chars[v >> 6 & 63] : '=';
+			enc[e++] = i + 2 < k ? b64chars[v & 63] : '=';
+		}
+		if (out_str(m, room == 39 ? " =?UTF-8?B?" : "\n =?UTF-8?B?")
+		    == -1 || out_write(m, enc, e) == -1 ||
+		    out_str(m, "?=") == -1)
+			return -1;
+		p += k;
+		len -= k;
+		room = 45;	/* " " + 75: 60 base64 = 45 bytes */
+	}
+	return out_str(m, "\n");
+}
+
+static int
+write_headers(struct mail *m, const struct mail_conf *conf,
+    const char *subject, size_t subjectlen)
+{
+	char	id[33];
+	char	*subj;
+	int	rv;
+
+	if (random_hex(id, sizeof(id)) == -1)
+		return fail(m, "no random bytes", NULL);
+	/* RFC 5321 4.4 trace field; folded so that it stays short. */
+	if (out_str(m, "Received: from ") == -1 ||
+	    write_safe_ascii(m, conf->peer) == -1 ||
+	    out_str(m, "\n\tby ") == -1 ||
+	    write_safe_ascii(m, conf->hostname) == -1 ||
+	    out_str(m, " with USMTP id ") == -1 ||
+	    write_safe_ascii(m, conf->session_id) == -1 ||
+	    out_str(m, ";\n\t") == -1 || write_date(m) == -1 ||
+	    out_str(m, "\nDate: ") == -1 || write_date(m) == -1 ||
+	    out_str(m, "\nFrom: ") == -1 || out_str(m, m->sender) == -1 ||
+	    out_str(m, "\nTo: ") == -1 || out_str(m, m->rcpt) == -1 ||
+	    out_str(m, "\n") == -1)
+		return -1;
+	if ((subj = clean_text(subject, subjectlen, 0)) == NULL)
+		return fail(m, "out of memory", NULL);
+	rv = write_subject(m, subj, strlen(subj));
+	free(subj);
+	if (rv == -1)
+		return -1;
+	if (out_str(m, "Message-ID: <") == -1 ||
+	    out_write(m, id, 16) == -1 || out_str(m, ".") == -1 ||
+	    out_write(m, id + 16, 16) == -1 || out_str(m, "@") == -1 ||
+	    write_safe_ascii(m, conf->hostname) == -1 ||
+	    out_str(m, ">\nMIME-Version: 1.0\n") == -1)
+		return -1;
+	if (m->nattach > 0) {
+		/*
+		 * "=_" never occurs in base64 or quoted-printable output, so
+		 * the boundary cannot appear inside an encoded part.
+		 */
+		if (out_str(m, "Content-Type: multipart/mixed;\n\tboundary=\"")
+		    == -1 || out_str(m, m->boundary) == -1 ||
+		    out_str(m, "\"\n\nThis is a MIME message.\n\n--") == -1 ||
+		    out_str(m, m->boundary) == -1 || out_str(m, "\n") == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The client's text: CRLF becomes LF, nothing else changes.  7bit when
+ * it may be (US-ASCII, no NUL, no lone CR, lines <= 998: RFC 2045 2.7),
+ * else quoted-printable (RFC 2045 6.7), which keeps every byte.
+ */
+static int
+write_body(struct mail *m, const char *body, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)body;
+	size_t			 i, line = 0, col = 0;
+	int			 seven = 1;
+	char			 q[4];
+	unsigned char		 c;
+
+	for (i = 0; i < len && seven; i++) {
+		c = p[i];
+		if (c == '\r' && i + 1 < len && p[i + 1] == '\n')
+			continue;
+		if (c == '\n') {
+			line = 0;
+			continue;
+		}
+		if (c == 0 || c == '\r' || c >= 0x80 || ++line > TEXT_LINE_MAX)
+			seven = 0;
+	}
+	if (out_str(m, "Content-Type: text/plain; charset=UTF-8\n"
+	    "Content-Transfer-Encoding: ") == -1 ||
+	    out_str(m, seven ? "7bit\n\n" : "quoted-printable\n\n") == -1)
+		return -1;
+	for (i = 0; i < len; i++) {
+		c = p[i];
+		if (c == '\r' && i + 1 < len && p[i + 1] == '\n')
+			continue;	/* CRLF -> LF */
+		if (c == '\n') {
+			if (out_write(m, "\n", 1) == -1)
+				return -1;
+			col = 0;
+			continue;
+		}
+		if (seven) {
+			if (out_write(m, &c, 1) == -1)
+				return -1;
+			continue;
+		}
+		q[0] = (char)c;
+		q[1] = '\0';
+		/*
+		 * Encode what 2045 6.7 asks, space and tab before a line end,
+		 * and the F of a "From " line (mbox readers would mangle it).
+		 */
+		if (c == '=' || c < 0x20 || c > 0x7e ||
+		    ((c == ' ' || c == '\t') && (i + 1 == len ||
+		    p[i + 1] == '\n' || (p[i + 1] == '\r' && i + 2 < len &&
+		    p[i + 2] == '\n'))) ||
+		    (c == 'F' && col == 0 && len - i >= 5 &&
+		    memcmp(p + i, "From ", 5) == 0)) {
+			q[0] = '=';
+			q[1] = "0123456789ABCDEF"[c >> 4];
+			q[2] = "0123456789ABCDEF"[c & 15];
+			q[3] = '\0';
+		}
+		if (col + strlen(q) > QP_LINE_CHARS - 1) {
+			if (out_write(m, "=\n", 2) == -1)
+				return -1;
+			col = 0;
+		}
+		if (out_str(m, q) == -1)
+			return -1;
+		col += strlen(q);
+	}
+	/* A single-part message ends with a line end; a part does not. */
+	if (m->nattach == 0 && len > 0 && p[len - 1] != '\n')
+		return out_str(m, "\n");
+	return 0;
+}
+
+/* RFC 2231 7 attribute-char: ASCII that needs no percent-encoding. */
+static int
+attr_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$&+-.^_`|~", c)
+	    != NULL);
+}
+
+/*
+ * Writes "; NAME=value" on a folded line.  Short printable ASCII without
+ * quotes or backslashes is a quoted-string; anything else is RFC 2231
+ * UTF-8 percent-encoding, in continuation segments when it is long.
+ */
+static int
+write_param(struct mail *m, const char *name, const char *value)
+{
+	const unsigned char	*p;
+	char			 seg[PARAM_SEG_CHARS + 4], num[16];
+	size_t			 len = strlen(value), i, s, lim;
+	int			 plain = len <= PARAM_SEG_CHARS, n, nseg;
+
+	for (p = (const unsigned char *)value; *p != '\0'; p++)
+		if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\')
+			plain = 0;
+	if (plain)
+		return out_str(m, ";\n\t") == -1 || out_str(m, name) == -1 ||
+		    out_str(m, "=\"") == -1 || out_str(m, value) == -1 ||
+		    out_str(m, "\"") == -1 ? -1 : 0;
+	/* Count the segments first: one segment needs no number. */
+	for (nseg = 0, s = 7, i = 0; ; i++) {	/* 7: "UTF-8''" */
+		size_t w = 0;
+
+		if (i < len) {
+			unsigned char c = (unsigned char)value[i];
+
+			w = attr_char(c) ? 1 : 3;
+		}
+		if (i == len || s + w > PARAM_SEG_CHARS) {
+			nseg++;
+			s = 0;
+		}
+		if (i == len)
+			break;
+		s += w;
+	}
+	p = (const unsigned char *)value;
+	for (n = 0; n < nseg; n++) {
+		/* The first segment also carries "UTF-8''". */
+		lim = n == 0 ? PARAM_SEG_CHARS - 7 : PARAM_SEG_CHARS;
+		s = 0;
+		while (*p != '\0') {
+			unsigned char c = *p;
+
+			if (attr_char(c)) {
+				if (s + 1 > lim)
+					break;
+				seg[s++] = (char)c;
+			} else {
+				if (s + 3 > lim)
+					break;
+				seg[s++] = '%';
+				seg[s++] = "0123456789ABCDEF"[c >> 4];
+				seg[s++] = "0123456789ABCDEF"[c & 15];
+			}
+			p++;
+		}
+		if (nseg == 1)
+			num[0] = '\0';
+		else if (snprintf(num, sizeof(num), "*%d", n) >=
+		    (int)sizeof(num))
+			return fail(m, "parameter too long", NULL);
+		if (out_str(m, ";\n\t") == -1 || out_str(m, name) == -1 ||
+		    out_str(m, num) == -1 || out_str(m, "*=") == -1 ||
+		    (n == 0 && out_str(m, "UTF-8''") == -1) ||
+		    out_write(m, seg, s) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Content-Type by extension (RFC 2046 and IANA media types). */
+static const char *
+content_type(const char *name)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		/*
+		 * text types without a charset: the bytes go through base64
+		 * untouched and we cannot know their charset; the default
+		 * (US-ASCII, RFC 2046 4.1.2) is no worse than a guess.
+		 */
+		{ "txt", "text/plain" }, { "text", "text/plain" },
+		{ "log", "text/plain" }, { "md", "text/markdown" },
+		{ "htm", "text/html" }, { "html", "text/html" },
+		{ "css", "text/css" }, { "csv", "text/csv" },
+		{ "ics", "text/calendar" },
+		{ "xml", "application/xml" }, { "json", "application/json" },
+		{ "js", "text/javascript" },
+		{ "pdf", "application/pdf" }, { "rtf", "application/rtf" },
+		{ "png", "image/png" }, { "jpg", "image/jpeg" },
+		{ "jpeg", "image/jpeg" }, { "gif", "image/gif" },
+		{ "webp", "image/webp" }, { "svg", "image/svg+xml" },
+		{ "bmp", "image/bmp" }, { "tif", "image/tiff" },
+		{ "tiff", "image/tiff" },
+		{ "zip", "application/zip" }, { "gz", "application/gzip" },
+		{ "tgz", "application/gzip" }, { "tar", "application/x-tar" },
+		{ "bz2", "application/x-bzip2" }, { "xz", "application/x-xz" },
+		{ "7z", "application/x-7z-compressed" },
+		{ "doc", "application/msword" },
+		{ "docx", "application/vnd.openxmlformats-officedocument."
+		    "wordprocessingml.document" },
+		{ "xls", "application/vnd.ms-excel" },
+		{ "xlsx", "application/vnd.openxmlformats-officedocument."
+		    "spreadsheetml.sheet" },
+		{ "ppt", "application/vnd.ms-powerpoint" },
+		{ "pptx", "application/vnd.openxmlformats-officedocument."
+		    "presentationml.presentation" },
+		{ "odt", "application/vnd.oasis.opendocument.text" },
+		{ "ods", "application/vnd.oasis.opendocument.spreadsheet" },
+		{ "mp3", "audio/mpeg" }, { "wav", "audio/wav" },
+		{ "ogg", "audio/ogg" }, { "mp4", "video/mp4" },
+		{ "webm", "video/webm" }, { "mov", "video/quicktime" },
+	};
+	const char	*dot = strrchr(name, '.');
+	size_t		 i;
+
+	if (dot != NULL && dot != name)
+		for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(dot + 1, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
+}
+
+/*
+ * The client's name made safe (PROTOCOL.md 6): the last component after
+ * '/' or '\', cleaned by clean_text(), spaces trimmed, cut to
+ * NAME_MAX_BYTES at a character boundary (keeping a short extension);
+ * "", "." and ".." become "attachment-N".
+ */
+static char *
+safe_name(const char *name, size_t len, int index)
+{
+	const char	*base = name;
+	char		*s, *e, *dot, *r;
+	size_t		 i, n, elen;
+	int		 k;
+
+	for (i = 0; i < len; i++)
+		if (name[i] == '/' || name[i] == '\\')
+			base = name + i + 1;
+	if ((s = clean_text(base, len - (size_t)(base - name), 1)) == NULL)
+		return NULL;
+	for (e = s; *e == ' '; e++)
+		;
+	memmove(s, e, strlen(e) + 1);
+	for (n = strlen(s); n > 0 && s[n - 1] == ' '; n--)
+		s[n - 1] = '\0';
+	if (n > NAME_MAX_BYTES) {
+		dot = strrchr(s, '.');
+		elen = dot != NULL && strlen(dot) <= 16 ? strlen(dot) : 0;
+		i = NAME_MAX_BYTES - elen;
+		while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
+			i--;
+		memmove(s + i, s + n - elen, elen + 1);
+		n = i + elen;
+	}
+	if (n == 0 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
+		if ((r = realloc(s, 32)) == NULL) {
+			free(s);
+			return NULL;
+		}
+		s = r;
+		k = snprintf(s, 32, "attachment-%d", index);
+		if (k < 0 || k >= 32) {
+			free(s);
+			return NULL;
+		}
+	}
+	return s;
+}
+
+/* Base64-encodes len bytes (a multiple of 3, or the final rest). */
+static int
+b64_block(struct mail *m, const unsigned char *p, size_t len)
+{
+	unsigned char	 q[4];
+	uint32_t	 v;
+	size_t		 i;
+
+	for (i = 0; i < len; i += 3) {
+		v = (uint32_t)p[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		q[0] = (unsigned char)b64chars[v >> 18 & 63];
+		q[1] = (unsigned char)b64chars[v >> 12 & 63];
+		q[2] = i + 1 < len ? (unsigned char)b64chars[v >> 6 & 63] : '=';
+		q[3] = i + 2 < len ? (unsigned char)b64chars[v & 63] : '=';
+		if (m->outlen + 5 > sizeof(m->out) && out_flush(m) == -1)
+			return -1;
+		/* Inline out_write(): this loop carries every attachment. */
+		memcpy(m->out + m->outlen, q, 4);
+		m->outlen += 4;
+		m->size += 4;
+		m->col += 4;
+		if (m->col == B64_LINE_CHARS) {
+			m->out[m->outlen++] = '\n';
+			m->size++;
+			m->col = 0;
+		}
+	}
+	return 0;
+}
+
+static int
+random_hex(char *out, size_t outsz)
+{
+	unsigned char	 r[32];
+	size_t		 i, n = (outsz - 1) / 2;
+
+	if (n > sizeof(r) || RAND_bytes(r, (int)n) != 1)
+		return -1;
+	for (i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[r[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[r[i] & 15];
+	}
+	out[2 * n] = '\0';
+	return 0;
+}
+
+/*
+ * The recipient's Maildir: rcpt_maildir, or the template with %u (local
+ * part), %d (domain), %a (address), %% (a percent).  NULL on an unknown
+ * escape or when there is no Maildir at all.
+ */
+static char *
+maildir_path(const struct mail_conf *conf, const char *rcpt,
+    const char *rcpt_maildir)
+{
+	const char	*t, *at, *v;
+	char		*out;
+	size_t		 n = 0, vl;
+
+	if (rcpt_maildir != NULL && *rcpt_maildir != '\0')
+		return strdup(rcpt_maildir);
+	if (conf->maildir == NULL || *conf->maildir == '\0')
+		return NULL;
+	if ((at = strrchr(rcpt, '@')) == NULL)
+		at = rcpt + strlen(rcpt);
+	if ((out = malloc(PATH_MAX)) == NULL)
+		return NULL;
+	for (t = conf->maildir; *t != '\0'; t++) {
+		v = t;
+		vl = 1;
+		if (*t == '%') {
+			switch (*++t) {
+			case 'u':
+				v = rcpt;
+				vl = (size_t)(at - rcpt);
+				break;
+			case 'd':
+				v = *at == '@' ? at + 1 : "";
+				vl = strlen(v);
+				break;
+			case 'a':
+				v = rcpt;
+				vl = strlen(rcpt);
+				break;
+			case '%':
+				v = "%";
+				break;
+			default:
+				free(out);
+				return NULL;
+			}
+		}
+		if (n + vl >= PATH_MAX) {
+			free(out);
+			return NULL;
+		}
+		memcpy(out + n, v, vl);
+		n += vl;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* mkdir -p, mode 0700 for what it creates; path is restored. */
+static int
+mkdirs(char *path)
+{
+	char	*p;
+
+	for (p = path + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Returns malloc'd "dir/sub/name", or NULL when too long or no memory. */
+static char *
+path_join(const char *dir, const char *sub, const char *name)
+{
+	char	*p;
+	int	 n;
+
+	if ((p = malloc(PATH_MAX)) == NULL)
+		return NULL;
+	n = snprintf(p, PATH_MAX, "%s/%s/%s", dir, sub, name);
+	if (n < 0 || n >= PATH_MAX) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * Creates DIR/{tmp,new,cur} as needed and opens a new file in tmp/ named
+ * the qmail way, "time.MusecPpidQn.host" (maildir(5)), O_EXCL, 0600.
+ */
+static int
+maildir_open(struct mail *m, const char *dir, const char *hostname)
+{
+	static unsigned long	 count;
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	char			 host[256], name[512], *path;
+	const char		*h;
+	struct timeval		 tv;
+	size_t			 hn = 0, i;
+	int			 n, try;
+
+	if ((path = malloc(PATH_MAX)) == NULL)
+		return fail(m, "out of memory", NULL);
+	for (i = 0; i < 3; i++) {
+		n = snprintf(path, PATH_MAX, "%s/%s", dir, sub[i]);
+		if (n < 0 || n >= PATH_MAX) {
+			free(path);
+			return fail(m, "Maildir path too long", NULL);
+		}
+		if (mkdirs(path) == -1) {
+			free(path);
+			return fail(m, errstr("Maildir mkdir", errno), NULL);
+		}
+	}
+	free(path);
+	/* maildir(5): '/' is "\057" and ':' is "\072" in the host part. */
+	for (h = hostname != NULL && *hostname ? hostname : "localhost";
+	    *h != '\0' && hn + 5 < sizeof(host); h++) {
+		if (*h == '/' || *h == ':') {
+			memcpy(host + hn, *h == '/' ? "\\057" : "\\072", 4);
+			hn += 4;
+		} else
+			host[hn++] = *h > 0x20 && *h < 0x7f ? *h : '_';
+	}
+	host[hn] = '\0';
+	for (try = 0; try < 10; try++) {
+		if (gettimeofday(&tv, NULL) == -1)
+			return fail(m, errstr("gettimeofday", errno), NULL);
+		n = snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%lu.%s",
+		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
+		    ++count, host);
+		if (n < 0 || (size_t)n >= sizeof(name))
+			return fail(m, "Maildir name too long", NULL);
+		free(m->tmppath);
+		free(m->newpath);
+		m->tmppath = m->newpath = NULL;
+		if ((m->tmppath = path_join(dir, "tmp", name)) == NULL ||
+		    (m->newpath = path_join(dir, "new", name)) == NULL)
+			return fail(m, "Maildir path too long", NULL);
+		m->fd = open(m->tmppath, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (m->fd != -1)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	n = errno;
+	free(m->tmppath);	/* not ours: never unlink it */
+	m->tmppath = NULL;
+	return fail(m, errstr("Maildir tmp file", n), NULL);
+}
+
+/* An unlinked file in $TMPDIR, fed to sendmail at commit. */
+static int
+sendmail_open(struct mail *m)
+{
+	const char	*dir = getenv("TMPDIR");
+	char		 path[PATH_MAX];
+	int		 n;
+
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+	n = snprintf(path, sizeof(path), "%s/usmtp.XXXXXX", dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return fail(m, "TMPDIR too long", NULL);
+	if ((m->fd = mkstemp(path)) == -1)
+		return fail(m, errstr("temporary file", errno), NULL);
+	(void)fcntl(m->fd, F_SETFD, FD_CLOEXEC);
+	if (unlink(path) == -1) {
+		n = errno;
+		(void)unlink(path);
+		return fail(m, errstr("unlink temporary file", n), NULL);
+	}
+	return 0;
+}
+
+struct mail *
+mail_begin(const struct mail_conf *conf, const char *sender,
+    const char *rcpt, const char *rcpt_maildir,
+    const char *subject, size_t subjectlen,
+    const char *body, size_t bodylen, int nattach, const char **why)
+{
+	struct mail	*m;
+	char		*dir, rnd[33];
+	const char	*a;
+	int		 n;
+
+	*why = "bad arguments";
+	if (conf == NULL || sender == NULL || rcpt == NULL || nattach < 0 ||
+	    nattach > MAX_ATTACHMENTS || strlen(sender) > ADDR_MAX ||
+	    strlen(rcpt) > ADDR_MAX)
+		return NULL;
+	/* Normalized addresses already; never let one break a header. */
+	for (a = sender; *a != '\0'; a++)
+		if ((unsigned char)*a <= 0x20 || *a == 0x7f)
+			return NULL;
+	for (a = rcpt; *a != '\0'; a++)
+		if ((unsigned char)*a <= 0x20 || *a == 0x7f)
+			return NULL;
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		*why = "out of memory";
+		return NULL;
+	}
+	m->fd = -1;
+	m->nattach = nattach;
+	memcpy(m->sender, sender, strlen(sender) + 1);
+	memcpy(m->rcpt, rcpt, strlen(rcpt) + 1);
+	if (nattach > 0) {
+		if (random_hex(rnd, sizeof(rnd)) == -1) {
+			fail(m, "no random bytes", why);
+			goto bad;
+		}
+		n = snprintf(m->boundary, sizeof(m->boundary), "=_usmtp_%s",
+		    rnd);
+		if (n < 0 || (size_t)n >= sizeof(m->boundary)) {
+			fail(m, "boundary too long", why);
+			goto bad;
+		}
+	}
+	if (conf->sendmail != NULL && *conf->sendmail != '\0') {
+		m->timeout = conf->sendmail_timeout > 0 ?
+		    conf->sendmail_timeout : SENDMAIL_DEFAULT_SEC;
+		if ((m->sendmail = strdup(conf->sendmail)) == NULL) {
+			fail(m, "out of memory", why);
+			goto bad;
+		}
+		if (sendmail_open(m) == -1)
+			goto bad;
+	} else {
+		if ((dir = maildir_path(conf, rcpt, rcpt_maildir)) == NULL) {
+			fail(m, "no Maildir, or a bad Maildir template", why);
+			goto bad;
+		}
+		n = maildir_open(m, dir, conf->hostname);
+		free(dir);
+		if (n == -1)
+			goto bad;
+	}
+	if (write_headers(m, conf, subject != NULL ? subject : "",
+	    subject != NULL ? subjectlen : 0) == -1 ||
+	    write_body(m, body != NULL ? body : "", body != NULL ? bodylen : 0)
+	    == -1)
+		goto bad;
+	return m;
+bad:
+	*why = m->err;
+	mail_abort(m);
+	return NULL;
+}
+
+int
+mail_attach_begin(struct mail *m, const char *name, size_t namelen,
+    const char **why)
+{
+	char	*safe;
+	int	 rv;
+
+	if (m->failed)
+		return fail(m, NULL, why);
+	if (m->inattach || m->iattach >= m->nattach)
+		return fail(m, "attachment out of sequence", why);
+	m->iattach++;
+	m->inattach = 1;
+	m->b64n = 0;
+	m->col = 0;
+	if ((safe = safe_name(name != NULL ? name : "", name != NULL ?
+	    namelen : 0, m->iattach)) == NULL)
+		return fail(m, "out of memory", why);
+	/* The delimiter's leading line end ends the previous part. */
+	rv = out_str(m, "\n--") == -1 || out_str(m, m->boundary) == -1 ||
+	    out_str(m, "\nContent-Type: ") == -1 ||
+	    out_str(m, content_type(safe)) == -1 ||
+	    out_str(m, "\nContent-Transfer-Encoding: base64\n"
+	    "Content-Disposition: attachment") == -1 ||
+	    write_param(m, "filename", safe) == -1 ||
+	    out_str(m, "\n\n") == -1 ? -1 : 0;
+	free(safe);
+	if (rv == -1)
+		return fail(m, NULL, why);
+	return 0;
+}
+
+int
+mail_attach_write(struct mail *m, const void *p, size_t len,
+    const char **why)
+{
+	const unsigned char	*s = p;
+	size_t			 k;
+
+	if (m->failed)
+		return fail(m, NULL, why);
+	if (!m->inattach)
+		return fail(m, "attachment out of sequence", why);
+	if (m->b64n > 0) {
+		while (m->b64n < 3 && len > 0) {
+			m->b64in[m->b64n++] = *s++;
+			len--;
+		}
+		if (m->b64n < 3)
+			return 0;
+		if (b64_block(m, m->b64in, 3) == -1)
+			return fail(m, NULL, why);
+		m->b64n = 0;
+	}
+	k = len - len % 3;
+	if (k > 0 && b64_block(m, s, k) == -1)
+		return fail(m, NULL, why);
+	memcpy(m->b64in, s + k, len - k);
+	m->b64n = len - k;
+	return 0;
+}
+
+int
+mail_attach_end(struct mail *m, const char **why)
+{
+	if (m->failed)
+		return fail(m, NULL, why);
+	if (!m->inattach)
+		return fail(m, "attachment out of sequence", why);
+	if (m->b64n > 0 && b64_block(m, m->b64in, m->b64n) == -1)
+		return fail(m, NULL, why);
+	m->b64n = 0;
+	if (m->col > 0 && out_str(m, "\n") == -1)
+		return fail(m, NULL, why);
+	m->col = 0;
+	m->inattach = 0;
+	return 0;
+}
+
+/* fsync, close, rename tmp/ -> new/, fsync new/ (maildir(5), qmail). */
+static int
+maildir_commit(struct mail *m, const char **why)
+{
+	char	*slash;
+	int	 dfd, e;
+
+	if (fsync(m->fd) == -1)
+		return fail(m, errstr("fsync message", errno), why);
+	e = close(m->fd);
+	m->fd = -1;
+	if (e == -1)
+		return fail(m, errstr("close message", errno), why);
+	if (rename(m->tmppath, m->newpath) == -1)
+		return fail(m, errstr("rename into new/", errno), why);
+	free(m->tmppath);	/* renamed: mail_free must not unlink it */
+	m->tmppath = NULL;
+	slash = strrchr(m->newpath, '/');
+	*slash = '\0';
+	dfd = open(m->newpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	e = dfd == -1 || fsync(dfd) == -1 ? errno : 0;
+	if (dfd != -1)
+		close(dfd);
+	*slash = '/';
+	if (e != 0) {
+		/* Not durable: take it back, so -1 means "not delivered". */
+		(void)unlink(m->newpath);
+		return fail(m, errstr("fsync new/", e), why);
+	}
+	return 0;
+}
+
+/*
+ * Runs `sendmail -i -f SENDER -- RCPT` (no shell) with the message on
+ * stdin and /dev/null as stdout and stderr (the handler's stdout is the
+ * client), in its own process group, and waits at most m->timeout
+ * seconds, then kills the group.  Exit status 0 is the only success.
+ */
+static int
+sendmail_commit(struct mail *m, const char **why)
+{
+	struct sigaction	 dfl, oldchld;
+	struct timespec		 start, now, nap = { 0, 1000000 };
+	sigset_t		 all, old;
+	pid_t			 pid, w;
+	char			*argv[7];
+	int			 status, ep[2], e = 0, null, rv = -1;
+	ssize_t			 n;
+
+	if (lseek(m->fd, 0, SEEK_SET) == -1)
+		return fail(m, errstr("rewind message", errno), why);
+	/* The handler is single-threaded: no fork between pipe and fcntl. */
+	if (pipe(ep) == -1)
+		return fail(m, errstr("pipe", errno), why);
+	if (fcntl(ep[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(ep[1], F_SETFD, FD_CLOEXEC) == -1) {
+		e = errno;
+		close(ep[0]);
+		close(ep[1]);
+		return fail(m, errstr("pipe", e), why);
+	}
+	argv[0] = m->sendmail;
+	argv[1] = (char *)"-i";	/* a lone "." line is text, not the end */
+	argv[2] = (char *)"-f";
+	argv[3] = m->sender;
+	argv[4] = (char *)"--";
+	argv[5] = m->rcpt;
+	argv[6] = NULL;
+	/*
+	 * With SIGCHLD ignored the kernel reaps the child and waitpid()
+	 * cannot see its status: restore the default while it runs.
+	 */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	(void)sigaction(SIGCHLD, &dfl, &oldchld);
+	sigfillset(&all);
+	(void)sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		/* Child: only async-signal-safe calls from here on. */
+		for (int s = 1; s < NSIG; s++)
+			(void)sigaction(s, &dfl, NULL);	/* SIGPIPE too */
+		(void)sigprocmask(SIG_SETMASK, &old, NULL);
+		(void)setpgid(0, 0);
+		null = open("/dev/null", O_RDWR);
+		if (null == -1 || dup2(m->fd, 0) == -1 ||
+		    dup2(null, 1) == -1 || dup2(null, 2) == -1)
+			goto child_fail;
+		/* The exec error pipe becomes fd 3, still close-on-exec. */
+		if (dup2(ep[1], 3) == -1 || fcntl(3, F_SETFD, FD_CLOEXEC) == -1)
+			goto child_fail;
+		ep[1] = 3;
+#ifdef SYS_close_range
+		/* Keep nothing else of the handler's open (keys, db). */
+		(void)syscall(SYS_close_range, 4U, ~0U, 0U);
+#endif
+		execv(argv[0], argv);
+child_fail:
+		e = errno;
+		if (write(ep[1], &e, sizeof(e)) == -1)
+			_exit(127);
+		_exit(127);
+	}
+	e = errno;
+	(void)sigprocmask(SIG_SETMASK, &old, NULL);
+	close(ep[1]);
+	if (pid == -1) {
+		close(ep[0]);
+		(void)sigaction(SIGCHLD, &oldchld, NULL);
+		return fail(m, errstr("fork", e), why);
+	}
+	(void)setpgid(pid, pid);	/* as the child does: no race */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w == -1 && errno != EINTR) {
+			e = errno;
+			(void)kill(-pid, SIGKILL);
+			(void)kill(pid, SIGKILL);
+			(void)waitpid(pid, &status, 0);
+			close(ep[0]);
+			(void)sigaction(SIGCHLD, &oldchld, NULL);
+			return fail(m, errstr("waitpid", e), why);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= m->timeout) {
+			(void)kill(-pid, SIGKILL);
+			(void)kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) == -1 &&
+			    errno == EINTR)
+				;
+			close(ep[0]);
+			(void)sigaction(SIGCHLD, &oldchld, NULL);
+			n = snprintf(whybuf, sizeof(whybuf), "sendmail timed "
+			    "out after %d s, killed", m->timeout);
+			return fail(m, n < 0 ? "sendmail timed out" : whybuf,
+			    why);
+		}
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 50000000)	/* back off to 50 ms */
+			nap.tv_nsec *= 2;
+	}
+	(void)sigaction(SIGCHLD, &oldchld, NULL);
+	/* The group may still hold children (postdrop): leave them be. */
+	n = read(ep[0], &e, sizeof(e));
+	close(ep[0]);
+	if (n == (ssize_t)sizeof(e))
+		return fail(m, errstr("cannot run sendmail", e), why);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		rv = 0;
+	else if (WIFEXITED(status))
+		n = snprintf(whybuf, sizeof(whybuf), "sendmail exited with "
+		    "status %d%s", WEXITSTATUS(status),
+		    WEXITSTATUS(status) == 75 ? " (temporary failure)" :
+		    WEXITSTATUS(status) == 127 ? " (cannot run it?)" : "");
+	else if (WIFSIGNALED(status))
+		n = snprintf(whybuf, sizeof(whybuf), "sendmail killed by "
+		    "signal %d", WTERMSIG(status));
+	else
+		n = snprintf(whybuf, sizeof(whybuf), "sendmail failed");
+	if (rv == -1)
+		return fail(m, n < 0 ? "sendmail failed" : whybuf, why);
+	return 0;
+}
+
+int
+mail_commit(struct mail *m, char *where, size_t wheresz, off_t *size,
+    const char **why)
+{
+	int	rv = -1, n;
+
+	if (m->failed) {
+		fail(m, NULL, why);
+		goto out;
+	}
+	if (m->inattach || m->iattach != m->nattach) {
+		fail(m, "attachments missing", why);
+		goto out;
+	}
+	if (m->nattach > 0 && (out_str(m, "\n--") == -1 ||
+	    out_str(m, m->boundary) == -1 || out_str(m, "--\n") == -1)) {
+		fail(m, NULL, why);
+		goto out;
+	}
+	if (out_flush(m) == -1) {
+		fail(m, NULL, why);
+		goto out;
+	}
+	if ((m->sendmail != NULL ? sendmail_commit(m, why) :
+	    maildir_commit(m, why)) == -1)
+		goto out;
+	if (size != NULL)
+		*size = m->size;
+	if (where != NULL && wheresz > 0) {
+		n = snprintf(where, wheresz, "%s",
+		    m->sendmail != NULL ? "sendmail" : m->newpath);
+		if (n < 0)
+			where[0] = '\0';	/* a cut path is still useful */
+	}
+	rv = 0;
+out:
+	mail_free(m);
+	return rv;
+}
+
+void
+mail_abort(struct mail *m)
+{
+	if (m != NULL)
+		mail_free(m);
+}
+
+/* Closes the file, removes tmp/ (never new/), frees everything. */
+static void
+mail_free(struct mail *m)
+{
+	if (m->fd != -1)
+		close(m->fd);
+	if (m->tmppath != NULL)
+		(void)unlink(m->tmppath);
+	free(m->tmppath);
+	free(m->newpath);
+	free(m->sendmail);
+	free(m);
+}
