@@ -978,7 +978,7 @@ mail_begin(const struct mail_conf *conf, const char *sender,
 			goto bad;
 	} else {
 		if ((dir = maildir_path(conf, rcpt, rcpt_maildir)) == NULL) {
-			fail(m, "no Maildir, or a bad Maildir template", why);
+			fail(m, "no Maildir, a bad template, or a path too long", why);
 			goto bad;
 		}
 		n = maildir_open(m, dir, conf->hostname);

@@ -264,7 +264,7 @@ nothing_delivered() {
 
 @test "an unknown escape in the template is an error" {
 	run -1 "$MB" -f a@example.com -t bob@example.org -m "$T/%x" -s x -b /dev/null
-	[[ "$output" == *"bad Maildir template"* ]]
+	[[ "$output" == *"bad template"* ]]
 }
 
 @test "a full disk (file size limit) fails and leaves nothing in new/ or tmp/" {

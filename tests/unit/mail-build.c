@@ -176,6 +176,8 @@ main(int argc, char *argv[])
 		if (mail_attach_end(m, &why) == -1)
 			goto failed_m;
 	}
+	free(buf);
+	free(body);
 	if (abort_it) {
 		mail_abort(m);
 		printf("aborted\n");
