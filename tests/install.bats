@@ -74,7 +74,7 @@ do_install() {
 	run -0 grep -x 'ReadWritePaths=/var/mail' "$D/usr/lib/systemd/system/usmtp@.service"
 	run -0 grep -E '^[[:space:]]*server[[:space:]]*= /usr/sbin/usmtp-handler$' \
 	    "$D/usr/share/doc/usmtp/examples/usmtp.xinetd"
-	run -0 grep -c ' /usr/sbin/usmtp-handler	usmtp-handler --config /etc/usmtp/usmtp.conf$' \
+	run -0 grep -c -P '\t/usr/sbin/usmtp-handler\tusmtp-handler --config /etc/usmtp/usmtp.conf$' \
 	    "$D/usr/share/doc/usmtp/examples/inetd.conf"
 	[ "$output" = 2 ]
 }
