@@ -246,13 +246,20 @@ usage(int status)
 	FILE	*f = status == 0 ? stdout : stderr;
 
 	fprintf(f,
-"usage: %s [-H host] [-p port] [--ca file] [-u address] [--password-file file]\n"
-"           [-t address [-s subject] [-b file] [-a file]...] [--exec command]\n"
-"           [--timeout seconds] [-v]\n"
+"usage: %s [-v] [-H host] [-p port] [--ca file] [-u address]\n"
+"           [--password-file file] [--exec command] [--timeout seconds]\n"
+"           [-t address [-s subject] [-b file] [-a file]...]\n"
 "       %s --script file [--ca file] [--session-key file]\n"
 "           (--exec command | -H host [-p port])\n"
-"       %s --script file --encode out.bin --cert server.pem [--session-key file]\n"
-"       %s --decode in.bin [--session-key file]\n"
+"       %s --script file --encode out.bin --cert server.pem\n"
+"           [--session-key file]\n"
+"       %s --decode in.bin [--session-key file]\n",
+	    progname, progname, progname, progname);
+	if (status != 0) {
+		fprintf(f, "Try '%s --help'.\n", progname);
+		exit(status);
+	}
+	fprintf(f,
 "\n"
 "  -H, --host HOST          server name or address (default localhost)\n"
 "  -p, --port PORT          server port (default " DEFAULT_PORT ")\n"
@@ -293,8 +300,7 @@ usage(int status)
 "     not authorised (520)\n"
 "  78 the CA file is unusable, or the server certificate is not\n"
 "     trusted (chain, dates, host name)\n",
-	    progname, progname, progname, progname, MAX_ATTACHMENTS,
-	    DEFAULT_TIMEOUT_SEC, MAX_ATTACHMENTS);
+	    MAX_ATTACHMENTS, DEFAULT_TIMEOUT_SEC, MAX_ATTACHMENTS);
 	exit(status);
 }
 
@@ -1677,11 +1683,19 @@ fail_reply(int code, const char *text, size_t len, const char *ctx)
 
 	switch (code) {
 	case 401:
+		ctx = "authentication failed";
+		status = EX_NOPERM;
+		break;
 	case 510:
+		ctx = "too many failed logins";
+		status = EX_NOPERM;
+		break;
 	case 520:
+		ctx = "not authorised to send";
 		status = EX_NOPERM;
 		break;
 	case 402:
+		ctx = "recipient unknown";
 		status = EX_NOUSER;
 		break;
 	case 301:
@@ -1690,14 +1704,18 @@ fail_reply(int code, const char *text, size_t len, const char *ctx)
 		status = EX_DATAERR;
 		break;
 	case 451:
+		ctx = "not delivered, try again later";
 		status = EX_TEMPFAIL;
 		break;
 	default:
 		status = code >= 500 ? EX_UNAVAILABLE : EX_PROTOCOL;
 		break;
 	}
+	if (status == EX_PROTOCOL)
+		ctx = ctx != NULL ? ctx : "unexpected reply";
 	send_bye();
-	die(status, "%s: %.*s", ctx, (int)(len > 200 ? 200 : len), text);
+	die(status, "%s: server said: %.*s", ctx,
+	    (int)(len > 200 ? 200 : len), text);
 }
 
 /* Sends BYE when the session may still be open; ignores failures. */
@@ -2062,9 +2080,6 @@ send_mail_dialog(const char *to, const char *subject,
 		if (code == 200)
 			break;
 		if (!interactive || (code != 301 && code != 402)) {
-			if (code == 402)
-				fail_reply(code, text, len,
-				    "recipient unknown");
 			fail_reply(code, text, len, "recipient");
 		}
 	}
