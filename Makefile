@@ -61,3 +61,70 @@ clean:
 	rm -f $(PROGS) $(UNITS) *.o tests/unit/*.o
 
 .PHONY: all check demo clean
+
+# Units, service files and install.  The .in files name install paths as
+# @SBINDIR@, @BINDIR@, @SYSCONFDIR@ and @LOCALSTATEDIR@; they are made
+# afresh on every run, so "make install PREFIX=..." never ships paths
+# left over from an earlier build.  Nothing is installed into /etc:
+# units go to UNITDIR, the xinetd and inetd files, the sendmail drop-in,
+# the configuration example and mkcerts to DOCDIR/examples.  No chown,
+# nothing outside DESTDIR.
+LOCALSTATEDIR ?= /var
+GENERATED = systemd/usmtp.socket systemd/usmtp@.service xinetd/usmtp \
+	  xinetd/inetd.conf
+SUBST	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+	  -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	  -e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g'
+INST_SBIN = usmtp-handler usmtp-users
+INST_BIN = usmtp-client
+INST_MAN1 = man/usmtp-client.1
+INST_MAN7 = man/usmtp.7
+INST_MAN8 = man/usmtp-handler.8 man/usmtp-users.8
+INST_UNITS = systemd/usmtp.socket systemd/usmtp@.service
+# installed name = source file
+INST_EXAMPLES = usmtp.xinetd=xinetd/usmtp inetd.conf=xinetd/inetd.conf \
+	  usmtp-sendmail.conf=systemd/usmtp-sendmail.conf \
+	  usmtp.conf.example=etc/usmtp.conf.example
+
+all: units
+
+units: $(GENERATED)
+
+$(GENERATED): %: %.in FORCE
+	$(SUBST) $< >$@.tmp && mv $@.tmp $@
+
+install: all units
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(INST_SBIN) $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(INST_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(INST_MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(INST_MAN7) $(DESTDIR)$(MANDIR)/man7/
+	install -m 0644 $(INST_MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(INST_UNITS) $(DESTDIR)$(UNITDIR)/
+	for e in $(INST_EXAMPLES); do \
+	    install -m 0644 $${e#*=} $(DESTDIR)$(DOCDIR)/examples/$${e%%=*} || exit 1; \
+	done
+	install -m 0755 ssl/mkcerts $(DESTDIR)$(DOCDIR)/examples/mkcerts
+
+uninstall:
+	for f in $(INST_SBIN); do rm -f $(DESTDIR)$(SBINDIR)/$$f; done
+	for f in $(INST_BIN); do rm -f $(DESTDIR)$(BINDIR)/$$f; done
+	for f in $(notdir $(INST_MAN1)); do rm -f $(DESTDIR)$(MANDIR)/man1/$$f; done
+	for f in $(notdir $(INST_MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$f; done
+	for f in $(notdir $(INST_MAN8)); do rm -f $(DESTDIR)$(MANDIR)/man8/$$f; done
+	for f in $(notdir $(INST_UNITS)); do rm -f $(DESTDIR)$(UNITDIR)/$$f; done
+	for e in $(INST_EXAMPLES) mkcerts=; do \
+	    rm -f $(DESTDIR)$(DOCDIR)/examples/$${e%%=*}; \
+	done
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+clean: clean-units
+clean-units:
+	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
+
+FORCE:
+
+.PHONY: units install uninstall clean-units FORCE
