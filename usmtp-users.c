@@ -460,7 +460,8 @@ do_list(const char *db)
 			fprintf(stderr, PROG ": %s\n", why);
 		goto out;
 	}
-	qsort(l.v, l.n, sizeof(l.v[0]), cmp_entry);
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(l.v[0]), cmp_entry);
 	for (i = 0; i < l.n; i++) {
 		if (l.v[i].maildir[0] != '\0')
 			printf("%s\t%s\n", l.v[i].addr, l.v[i].maildir);
