@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gdbm.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ static void	test_hash(void);
 static void	test_db(void);
 static void	test_timing(void);
 static void	test_concurrent(void);
+static void	test_locked(void);
 static double	now_ms(void);
 static double	check_ms(struct userdb *, const char *, const char *);
 static double	dmin(double, double);
@@ -497,6 +499,50 @@ test_concurrent(void)
 	    "every write succeeded");
 }
 
+/* A gdbm writer on the live file (gdbmtool, say) delays readers. */
+static void
+test_locked(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1];
+	struct timespec hold = { 0, 400000000L };
+	struct userdb *udb;
+	const char *why = "";
+	GDBM_FILE dbf;
+	double t;
+	pid_t pid;
+	int p[2], status;
+	char c;
+
+	snprintf(db, sizeof(db), "%s/locked.db", dir);
+	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "a@b", rec, NULL, &why) == 0,
+	    "make a database to lock");
+	if (pipe(p) == -1 || (pid = fork()) == -1) {
+		ok(0, "pipe/fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		dbf = gdbm_open(db, 0, GDBM_WRITER, 0, NULL);
+		if (write(p[1], dbf != NULL ? "y" : "n", 1) != 1)
+			_exit(1);
+		nanosleep(&hold, NULL);
+		if (dbf != NULL)
+			gdbm_close(dbf);
+		_exit(0);
+	}
+	close(p[1]);
+	ok(read(p[0], &c, 1) == 1 && c == 'y', "a gdbm writer holds the file");
+	close(p[0]);
+	t = now_ms();
+	udb = auth_open(db, &why);
+	t = now_ms() - t;
+	ok(udb != NULL, "auth_open waits for the writer: %s",
+	    udb != NULL ? "opened" : why);
+	ok(t > 100 && t < 2000, "it waited %.0f ms", t);
+	auth_close(udb);
+	waitpid(pid, &status, 0);
+}
+
 static void
 cleanup(void)
 {
@@ -519,6 +565,7 @@ main(void)
 	test_db();
 	test_timing();
 	test_concurrent();
+	test_locked();
 	cleanup();
 	printf("1..%d\n# %d passed, %d failed\n", ntest, ntest - nfail, nfail);
 	return nfail != 0;
