@@ -231,7 +231,8 @@ usage(int status)
 "  --maildir TEMPLATE       deliver to this Maildir unless the recipient has\n"
 "                           one in the database; %%u local part, %%d domain,\n"
 "                           %%a address, %%%% percent (%s)\n"
-"  --sendmail PATH          deliver with PATH -i -f SENDER -- RECIPIENT instead\n"
+"  --sendmail PATH          deliver with PATH -i -f SENDER -- RECIPIENT instead;\n"
+"                           of --maildir and --sendmail the last one wins\n"
 "  --sendmail-timeout SECONDS  how long sendmail may take (%d)\n"
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
 "  --max-body BYTES         largest message body (%d; K, M, G suffixes)\n"
@@ -284,10 +285,14 @@ set_option(const char *name, const char *val, const char **why)
 		conf.key = val;
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
-	else if (strcmp(name, "maildir") == 0)
+	else if (strcmp(name, "maildir") == 0) {
+		/* one delivery method: the last one named wins */
 		conf.maildir = val;
-	else if (strcmp(name, "sendmail") == 0)
+		conf.sendmail = NULL;
+	} else if (strcmp(name, "sendmail") == 0) {
 		conf.sendmail = val;
+		conf.maildir = NULL;
+	}
 	else if (strcmp(name, "timeout") == 0) {
 		if (parse_num(val, 86400, &n) == -1)
 			return -1;
@@ -1281,16 +1286,14 @@ main(int argc, char *argv[])
 		    argv[optind]);
 		usage(EX_USAGE_);
 	}
-	if (conf.maildir != NULL && conf.sendmail != NULL) {
-		fprintf(stderr, "usmtp-handler: --maildir and --sendmail "
-		    "exclude each other\n");
-		return EX_USAGE_;
-	}
 
 	log_init();
 	/* A client that goes away must not kill us in the middle of a
 	 * write: we see EPIPE and end the session. */
 	signal(SIGPIPE, SIG_IGN);
+	/* A file size limit makes a write fail (EFBIG, answered 451)
+	 * instead of killing us with a half-written tmp file. */
+	signal(SIGXFSZ, SIG_IGN);
 	clock_gettime(CLOCK_MONOTONIC, &s->start);
 	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
 		rnd = (unsigned int)getpid() ^ (unsigned int)s->start.tv_nsec;

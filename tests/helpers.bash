@@ -51,13 +51,26 @@ add_user() {
 }
 
 # client_script NAME [handler options]: runs tests/transcripts/NAME.in
-# through a handler started over a socket pair; prints the decrypted
-# replies and the handler's exit status.  The handler log goes to $HLOG.
+# (or NAME itself when it is a path to a script) through a handler started
+# over a socket pair; prints the decrypted replies and the handler's exit
+# status.  Runs in tests/transcripts, so scripts name files/... relative
+# to it.  The handler log goes to $HLOG.
 client_script() {
-	local name=$1
+	local name=$1 script
 	shift
-	timeout 30 usmtp-client --ca "$KEYS/ca.pem" --script "$TRANSCRIPTS/$name.in" \
-		--exec "exec $HANDLER $* 2>>$HLOG"
+	case $name in
+	*/*) script=$name ;;
+	*) script=$TRANSCRIPTS/$name.in ;;
+	esac
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
+		--script "$script" --exec "exec $HANDLER $* 2>>$HLOG")
+}
+
+# add_test_users: alice@example.org ("correct horse") and bob@example.org
+# ("bob-pw"), the users of the transcripts.
+add_test_users() {
+	add_user alice@example.org "correct horse"
+	add_user bob@example.org bob-pw
 }
 
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.

@@ -1,0 +1,135 @@
+#!/usr/bin/env bats
+# PROTOCOL.md 2-4 through the real handler: the handshake with both
+# spellings, every handshake error, the version check, unknown commands,
+# BYE, limits, truncation and the idle timeout.
+
+load helpers
+
+setup() {
+	usmtp_setup
+	add_test_users
+}
+
+@test "the document's spellings: handshake, greeting, unknown command, BYE exits 0" {
+	run -0 client_script hs-document
+	check_golden hs-document
+	grep -q 'handshake result=ok dialect=document' "$HLOG"
+	grep -q 'end reason=bye state=S_COMMAND' "$HLOG"
+}
+
+@test "the reference client's spellings select the reference dialect" {
+	run -0 client_script hs-reference
+	check_golden hs-reference
+	grep -q 'handshake result=ok dialect=reference' "$HLOG"
+}
+
+@test "hello and the algorithm tokens are case-insensitive and spellings mix" {
+	run -0 client_script hs-mixed-case
+	check_golden hs-mixed-case
+	grep -q 'dialect=document' "$HLOG"
+}
+
+@test "a wrong hello gets 503 and the handler exits 1" {
+	run -0 client_script hs-bad-hello
+	check_golden hs-bad-hello
+	grep -q 'end reason=handshake code=503 state=S_HELLO' "$HLOG"
+}
+
+@test "unknown algorithms get 502, dot-terminated" {
+	run -0 client_script hs-bad-algos
+	check_golden hs-bad-algos
+	# the frame itself ends with .CRLFCRLF (PROTOCOL.md 3)
+	printf 'hello ssl1.0?\r\n\r\nsupport rsa1024?\r\n\r\n' |
+		$HANDLER 2>/dev/null | od -An -c | tr -d ' \n' | grep -q 'algorithm.\\r\\n\\r\\n$'
+}
+
+@test "a garbage key frame gets 504 with the one fixed text" {
+	run -0 client_script hs-garbage-key
+	check_golden hs-garbage-key
+}
+
+@test "a 16-byte session key gets 505" {
+	run -0 client_script hs-short-key
+	check_golden hs-short-key
+	grep -q 'code=505 keylen=16' "$HLOG"
+}
+
+@test "a key frame that is not 256 bytes and CRLFCRLF gets 504" {
+	{ printf 'hello ssl1.0?\r\n\r\nsupport asymmetric-rsa2048 symmetric-aes-256-ecb?\r\n\r\n'
+	  head -c 300 /dev/zero; } > "$T/in.bin"
+	run -1 sh -c "$HANDLER < $T/in.bin > $T/out.bin 2>$HLOG"
+	[[ "$(tail -c 40 "$T/out.bin")" == *"504 Session key decryption failed"* ]]
+}
+
+@test "a client that speaks no version 1.0 gets 501" {
+	run -0 client_script hs-bad-version
+	check_golden hs-bad-version
+}
+
+@test "input that ends in the middle of a frame gets 500 and exit 1" {
+	run -0 client_script hs-truncated
+	check_golden hs-truncated
+	grep -q 'end reason=truncated code=500 state=S_COMMAND' "$HLOG"
+}
+
+@test "end of input at a command prompt is a normal end (exit 0)" {
+	run -0 client_script hs-eof
+	check_golden hs-eof
+	grep -q 'end reason=eof state=S_COMMAND' "$HLOG"
+}
+
+@test "an idle client is cut off with 500 after --timeout" {
+	run -0 client_script hs-idle --timeout 1
+	check_golden hs-idle
+	grep -q 'end reason=timeout code=500' "$HLOG"
+}
+
+@test "a command frame over 4 KiB gets 500 and the session ends" {
+	{ echo handshake; echo "send 1.0 Hello"
+	  printf 'send %s\n' "$(head -c 5000 /dev/zero | tr '\0' x)"
+	  echo "send BYE"; } > "$T/big.in"
+	run -0 client_script "$T/big.in"
+	[ "${lines[4]}" = "500 Connection error" ]
+	[ "${lines[5]}" = "[handler exit 1]" ]
+	grep -q 'end reason=too-big code=500' "$HLOG"
+}
+
+@test "a frame of exactly 4 KiB of ciphertext is still accepted" {
+	# 4080 bytes of text pad to 4096 bytes of ciphertext
+	{ echo handshake; echo "send 1.0 Hello"
+	  printf 'send %s\n' "$(head -c 4080 /dev/zero | tr '\0' x)"
+	  echo "send BYE"; } > "$T/edge.in"
+	run -0 client_script "$T/edge.in"
+	[ "${lines[4]}" = "300 Not recognized command" ]
+	[ "${lines[5]}" = "[handler exit 0]" ]
+}
+
+@test "a whole session piped in at once from a file is served the same" {
+	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
+	(cd "$TRANSCRIPTS" && usmtp-client --script "$TRANSCRIPTS/login-wrong.in" \
+		--encode "$T/in.bin" --cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	run -0 sh -c "$HANDLER < $T/in.bin > $T/out.bin 2>$HLOG"
+	run -0 usmtp-client --decode "$T/out.bin" --session-key "$T/key.hex"
+	diff -u <(sed '$d' "$TRANSCRIPTS/login-wrong.out") - <<<"$output"
+}
+
+@test "the handler refuses unknown options with exit 64" {
+	run -64 usmtp-handler --no-such-option
+	run -64 usmtp-handler --timeout soon
+}
+
+@test "--config sets options and the command line wins" {
+	printf '# comment\ntimeout = 1\nmax-body = 1K\n' > "$T/usmtp.conf"
+	run -0 client_script hs-idle --config "$T/usmtp.conf"
+	check_golden hs-idle
+	printf 'no-such = 1\n' > "$T/bad.conf"
+	run -78 usmtp-handler --config "$T/bad.conf"
+	[[ "$output" == *"bad.conf:1: no-such: unknown option"* ]]
+}
+
+@test "--help and --version" {
+	run -0 usmtp-handler --help
+	[[ "$output" == usage:* ]]
+	run -0 usmtp-handler --version
+	[[ "$output" == "usmtp-handler 1.0.0 (USMTP 1.0)" ]]
+}

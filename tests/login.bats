@@ -1,0 +1,71 @@
+#!/usr/bin/env bats
+# PROTOCOL.md 5: the LOGIN dialog against the GDBM user database.
+
+load helpers
+
+setup() {
+	usmtp_setup
+	add_test_users
+}
+
+@test "a good login gets 210" {
+	run -0 client_script login-good
+	check_golden login-good
+	grep -q 'login user=alice@example.org result=ok' "$HLOG"
+}
+
+@test "bad address syntax gets 301 and the client re-sends; case is ignored" {
+	run -0 client_script login-syntax
+	check_golden login-syntax
+}
+
+@test "a wrong password gets 401, then 111 again" {
+	run -0 client_script login-wrong
+	check_golden login-wrong
+	grep -q 'login user=alice@example.org result=fail' "$HLOG"
+}
+
+@test "an unknown address gets the same 401 as a wrong password" {
+	run -0 client_script login-unknown
+	check_golden login-unknown
+	grep -q 'login user=mallory@example.org result=fail' "$HLOG"
+}
+
+@test "the sixth error of mixed kinds gets 510 and the connection closes" {
+	run -0 client_script login-510
+	check_golden login-510
+	grep -q 'login user=alice@example.org result=locked errors=6' "$HLOG"
+	grep -q 'end reason=login-errors code=510' "$HLOG"
+}
+
+@test "LOGIN while logged in gets 130" {
+	run -0 client_script login-130
+	check_golden login-130
+}
+
+@test "passwords never reach the log" {
+	run -0 client_script login-wrong
+	run -1 grep -E 'horse' "$HLOG"
+}
+
+@test "a 401 leaves in a write of its own, the 111 after it in the next" {
+	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
+		--script login-wrong.in --session-key "$T/key.hex" \
+		--exec "exec strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG") > "$T/out"
+	diff -u "$TRANSCRIPTS/login-wrong.out" "$T/out"
+	$PY "$TOP/tests/writes.py" "$T/strace" "$T/key.hex" > "$T/writes"
+	# PROTOCOL.md 2: the write that carries the 401 ends with it, and
+	# the 111 after it starts the next write
+	grep -qE '(^| )401$' "$T/writes"
+	run -1 grep -E '401 ' "$T/writes"
+	[ "$(grep -A1 -E '(^| )401$' "$T/writes" | tail -n 1 | cut -c1-3)" = 111 ]
+}
+
+@test "a missing user database is a 500 and a clear log line" {
+	rm -f "$DB"
+	run -0 client_script login-good
+	[ "${lines[4]}" = "500 Connection error" ]
+	[ "${lines[5]}" = "[handler exit 78]" ]
+	grep -q "error users=$DB reason=" "$HLOG"
+}

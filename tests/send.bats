@@ -1,0 +1,239 @@
+#!/usr/bin/env bats
+# PROTOCOL.md 6-7 through the real handler: the SEND MAIL dialog in both
+# dialects, every reply code, attachments, limits, rollback; what lands in
+# the Maildir is read back with Python's email package (mime-check.py).
+
+load helpers
+
+setup() {
+	usmtp_setup
+	add_test_users
+	BOB=$MAIL/example.org/bob/Maildir
+	ALICE=$MAIL/example.org/alice/Maildir
+}
+
+# delivered DIR: the messages in DIR/new, in delivery order.
+delivered() {
+	[ -d "$1/new" ] || return 0
+	ls "$1/new" | sort -t Q -k 2n | sed "s|^|$1/new/|"
+}
+
+# nothing_delivered: no message anywhere, no temporary file left behind.
+nothing_delivered() {
+	[ ! -e "$MAIL" ] || [ -z "$(find "$MAIL" -type f)" ]
+}
+
+# mime FILE [mime-check options]: the parsed summary of a message.
+mime() {
+	$PY "$TOP/tests/mime-check.py" "$@"
+}
+
+@test "a message without attachments is delivered before the 220" {
+	run -0 client_script send-plain
+	check_golden send-plain
+	run -0 delivered "$BOB"
+	[ "${#lines[@]}" -eq 1 ]
+	run -0 mime "${lines[0]}"
+	[ "${lines[0]}" = "from: 'alice@example.org'" ]
+	[ "${lines[1]}" = "to: 'bob@example.org'" ]
+	[ "${lines[2]}" = "subject: 'Hello Bob'" ]
+	[ "${lines[3]}" = "body: 'Hi Bob,\n\nthis is the body.\n-- \nAlice\n'" ]
+	[ "${lines[5]}" = "attachments: 0" ]
+	[ -z "$(ls -A "$BOB/tmp")" ]
+	grep -q "deliver from=alice@example.org to=bob@example.org size=[0-9]* attachments=0 where=$BOB/new/.* result=ok" "$HLOG"
+}
+
+@test "prefixes are optional, addresses may be bracketed and in any case" {
+	run -0 client_script send-noprefix
+	check_golden send-noprefix
+	run -0 mime "$(delivered "$BOB")"
+	[ "${lines[2]}" = "subject: 'No prefix here'" ]
+	[ "${lines[3]}" = "body: 'Body without a prefix.\n'" ]
+}
+
+@test "SEND MAIL before LOGIN gets 520 and the session ends" {
+	run -0 client_script send-not-logged-in
+	check_golden send-not-logged-in
+	nothing_delivered
+}
+
+@test "a forged sender gets 520 and nothing is delivered" {
+	run -0 client_script send-forged
+	check_golden send-forged
+	grep -q 'reason=forged-sender from=mail\\x20from:\\x20bob@example.org' "$HLOG"
+	nothing_delivered
+}
+
+@test "unknown recipient 402, bad syntax and two addresses 301, then a good one" {
+	run -0 client_script send-rcpt
+	check_golden send-rcpt
+	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
+	[ ! -e "$MAIL/example.org/nobody" ]
+}
+
+@test "the sixth rejected recipient of a message ends the session with 500" {
+	run -0 client_script send-rcpt-bound
+	check_golden send-rcpt-bound
+	nothing_delivered
+}
+
+@test "document dialect: four attachments, a 200 after each content, byte-identical" {
+	run -0 client_script send-attach-doc
+	check_golden send-attach-doc
+	mkdir "$T/att"
+	run -0 mime "$(delivered "$BOB")" --save "$T/att"
+	[ "${lines[5]}" = "attachments: 4" ]
+	[[ "${lines[6]}" == "attachment 1: type=text/plain filename='hello.txt' size=36 "* ]]
+	[[ "${lines[7]}" == "attachment 2: type=application/octet-stream filename='binary.bin' size=24 "* ]]
+	[[ "${lines[8]}" == *"filename='spaces.txt' size=19 "* ]]
+	[[ "${lines[9]}" == *"filename='empty.txt' size=0 "* ]]
+	cmp "$T/att/1" "$TRANSCRIPTS/files/hello.txt"
+	cmp "$T/att/2" "$TRANSCRIPTS/files/binary.bin"
+	cmp "$T/att/3" "$TRANSCRIPTS/files/spaces.txt"
+	cmp "$T/att/4" "$TRANSCRIPTS/files/empty.txt"
+}
+
+@test "reference dialect: no 200 after content; without Size: trailing spaces go" {
+	run -0 client_script send-attach-ref
+	check_golden send-attach-ref
+	mkdir "$T/att"
+	run -0 mime "$(delivered "$BOB")" --save "$T/att"
+	cmp "$T/att/1" "$TRANSCRIPTS/files/hello.txt"
+	[ "$(cat "$T/att/2")" = "ends with spaces" ]
+	[ "$(wc -c < "$T/att/2")" -eq 16 ]
+}
+
+@test "a bare-length header is accepted and the file is named attachment-1" {
+	run -0 client_script send-bare-length
+	check_golden send-bare-length
+	run -0 mime "$(delivered "$BOB")"
+	[[ "${lines[6]}" == "attachment 1: type=application/octet-stream filename='attachment-1' size=36 "* ]]
+}
+
+@test "six attachments, or a count that is not 0..5, get 521 and close" {
+	run -0 client_script send-six
+	check_golden send-six
+	run -0 client_script send-count-garbage
+	check_golden send-count-garbage
+	nothing_delivered
+}
+
+@test "malformed attachment headers get 403 and the client re-sends" {
+	run -0 client_script send-bad-header
+	check_golden send-bad-header
+	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
+}
+
+@test "the sixth malformed header of an attachment ends the session with 500" {
+	run -0 client_script send-bad-header-bound
+	check_golden send-bad-header-bound
+	nothing_delivered
+}
+
+@test "counted content that does not end in CRLFCRLF gets 500, nothing delivered" {
+	run -0 client_script send-bad-tail
+	check_golden send-bad-tail
+	nothing_delivered
+	grep -q 'reason=attachment-framing' "$HLOG"
+}
+
+@test "a client that disconnects inside an attachment leaves nothing behind" {
+	run -0 client_script send-cut-content
+	check_golden send-cut-content
+	nothing_delivered
+	grep -q 'end reason=truncated state=S_ATT_DATA' "$HLOG"
+}
+
+@test "two messages in one session are both delivered" {
+	run -0 client_script send-two
+	check_golden send-two
+	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
+	[ "$(delivered "$ALICE" | wc -l)" -eq 1 ]
+}
+
+@test "an attachment over --max-attachment gets 552 and the session ends" {
+	run -0 client_script send-attach-doc --max-attachment 20
+	[ "${lines[17]}" = "126 Send attachment number 1" ]
+	[ "${lines[18]}" = "552 Size limit exceeded" ]
+	[ "${lines[19]}" = "[handler exit 1]" ]
+	nothing_delivered
+}
+
+@test "a body over --max-body gets 552 and the session ends" {
+	run -0 client_script send-plain --max-body 16
+	[ "${lines[13]}" = "124 Send data, ending with one blank line and END" ]
+	[ "${lines[14]}" = "552 Size limit exceeded" ]
+	nothing_delivered
+}
+
+@test "a failing sendmail gets 451, nothing is delivered, the session goes on" {
+	run -0 client_script send-two --sendmail /bin/false
+	[ "$(grep -c '^451 ' <<<"$output")" -eq 2 ]
+	[ "${lines[-1]}" = "[handler exit 0]" ]
+	grep -q 'deliver from=alice@example.org to=bob@example.org attachments=1 result=fail reason=' "$HLOG"
+}
+
+@test "a write error (file size limit) gets 451 with nothing in new/ or tmp/" {
+	limited() { ulimit -f 1; client_script "$@"; }
+	run -0 limited send-attach-doc
+	[ "$(grep -c '^451 ' <<<"$output")" -eq 1 ]
+	[ "${lines[-1]}" = "[handler exit 0]" ]
+	[ -z "$(ls -A "$BOB/new")" ]
+	[ -z "$(ls -A "$BOB/tmp")" ]
+}
+
+@test "non-ASCII subject and file name arrive decoded" {
+	cat > "$T/utf8.in" <<-'EOS'
+	handshake
+	send 1.0 Hello
+	send LOGIN
+	send alice@example.org
+	send correct horse
+	send SEND MAIL
+	send mail from: alice@example.org
+	send mail to: bob@example.org
+	send subject: Zażółć gęślą jaźń
+	body data: Treść wiadomości.
+	send 1
+	attach files/hello.txt naïve-résumé.txt
+	send BYE
+	EOS
+	run -0 client_script "$T/utf8.in"
+	[ "${lines[-2]}" = "220 Email was sent" ]
+	run -0 mime "$(delivered "$BOB")"
+	[ "${lines[2]}" = "subject: 'Zażółć gęślą jaźń'" ]
+	[ "${lines[3]}" = "body: 'Treść wiadomości.'" ]
+	[[ "${lines[6]}" == "attachment 1: type=text/plain filename='naïve-résumé.txt' size=36 "* ]]
+}
+
+@test "CR/LF in the subject and path tricks in file names make no header" {
+	cat > "$T/inject.in" <<-'EOS'
+	handshake
+	send 1.0 Hello
+	send LOGIN
+	send alice@example.org
+	send correct horse
+	send SEND MAIL
+	send mail from: alice@example.org
+	send mail to: bob@example.org
+	send subject: Hi\r\nBcc: victim@example.org\nX-Evil: 1
+	body data: body
+	send 3
+	attach files/hello.txt ../../etc/passwd
+	attach files/hello.txt a"b\r\nX-Injected: 1.txt
+	attach files/hello.txt C:\\Windows\\evil\x01\x7f.exe
+	send BYE
+	EOS
+	run -0 client_script "$T/inject.in"
+	[ "${lines[-2]}" = "220 Email was sent" ]
+	f=$(delivered "$BOB")
+	# mime-check fails on any header it did not expect
+	run -0 mime "$f"
+	[[ "${lines[2]}" == "subject: 'Hi Bcc: victim@example.org X-Evil: 1'" ]]
+	[[ "${lines[6]}" == *"filename='passwd'"* ]]
+	run -1 grep -E '^(Bcc|X-Evil|X-Injected):' "$f"
+	run -0 mime "$f"
+	# the last path component only, control characters replaced
+	[[ "${lines[7]}" == *"filename='a\"b' "* ]]
+	[[ "${lines[8]}" == *"filename='evil__.exe' "* ]]
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/python3
+"""writes.py STRACE-OUT KEY.hex -- the reply codes in each write(1, ...)
+of a handler traced with `strace -xx -s 65536 -e trace=write`, one write
+per line, decrypted with the session key: shows which replies left
+together (PROTOCOL.md 2, "when replies leave")."""
+import re
+import sys
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+key = bytes.fromhex(open(sys.argv[2]).read().strip())
+pat = re.compile(r'write\(1, "((?:\\x[0-9a-f]{2})*)", \d+\) = (\d+)')
+for line in open(sys.argv[1]):
+    m = pat.search(line)
+    if not m:
+        continue
+    data = bytes.fromhex(m.group(1).replace("\\x", ""))
+    codes = []
+    pos = 0
+    while pos < len(data):
+        if not codes and data[pos:pos + 1].isdigit() and b"\r\n\r\n" in data[pos:]:
+            # plaintext handshake reply
+            end = data.index(b"\r\n\r\n", pos)
+            codes.append(data[pos:pos + 3].decode())
+            pos = end + 4
+            continue
+        k = 16
+        while pos + k + 4 <= len(data) and data[pos + k:pos + k + 4] != b"\r\n\r\n":
+            k += 16
+        dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+        text = dec.update(data[pos:pos + k]) + dec.finalize()
+        codes.append(text[:3].decode("ascii", "replace"))
+        pos += k + 4
+    print(" ".join(codes))
