@@ -1,0 +1,111 @@
+# xinetd.bats -- the shipped xinetd service file, run by a real xinetd in
+# the foreground on a loopback port: one service, IPv4 and IPv6 clients,
+# a whole message delivered through it.
+
+load helpers
+
+# xinetd_start: writes a config that includes only our service file
+# (made from xinetd/usmtp.in like the Makefile does, with the handler at
+# its built path and SYSCONFDIR under $T), changed only in port and user
+# (xinetd as root requires "user"; the test runs the handler as itself),
+# and starts xinetd.  Sets XPORT and XI_PID.
+xinetd_start() {
+	XPORT=$(free_port)
+	mkdir -p "$T/xinetd.d" "$T/etc/usmtp"
+	cat >"$T/etc/usmtp/usmtp.conf" <<-EOC
+	cert = $KEYS/server.pem
+	key = $KEYS/server.key
+	users = $DB
+	maildir = $MAIL/%d/%u/Maildir
+	timeout = 10
+	EOC
+	sed -e "s|@SBINDIR@|$TOP|g" -e "s|@BINDIR@|$TOP|g" \
+	    -e "s|@SYSCONFDIR@|$T/etc|g" -e 's|@LOCALSTATEDIR@|/var|g' \
+	    -e "s|^\([[:space:]]*port[[:space:]]*=\).*|\1 $XPORT|" \
+	    -e "s|^\([[:space:]]*user[[:space:]]*=\).*|\1 $(id -un)|" \
+	    -e "s|^\([[:space:]]*group[[:space:]]*=\).*|\1 $(id -gn)|" \
+	    "$TOP/xinetd/usmtp.in" >"$T/xinetd.d/usmtp"
+	printf 'defaults\n{\n}\nincludedir %s\n' "$T/xinetd.d" >"$T/xinetd.conf"
+	xinetd -dontfork -f "$T/xinetd.conf" -filelog "$T/xinetd.log" \
+	    -pidfile "$T/xinetd.pid" 2>>"$T/xinetd.log" &
+	XI_PID=$!
+	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
+}
+
+# send_mail HOST SUBJECT: batch-mode client, alice to bob, body on stdin.
+send_mail() {
+	USMTP_PASSWORD=alice-pw timeout 30 usmtp-client -H "$1" -p "$XPORT" \
+	    --ca "$KEYS/ca.pem" -u alice@example.com -t bob@example.com -s "$2"
+}
+
+# delivered SUBJECT: prints the paths of Bob's delivered messages with it.
+delivered() {
+	local f found=1
+	for f in "$MAIL"/example.com/bob/Maildir/new/*; do
+		[ -f "$f" ] && grep -q -F -x "Subject: $1" "$f" &&
+		    { echo "$f"; found=0; }
+	done
+	return $found
+}
+
+setup() {
+	usmtp_setup
+	add_user alice@example.com alice-pw
+	add_user bob@example.com bob-pw
+	xinetd_start
+}
+
+teardown() {
+	stop_pid "${XI_PID:-}"
+}
+
+@test "xinetd listens on one IPv6 socket that serves both families" {
+	run -0 ss -Hltn "sport = :$XPORT"
+	[ "${#lines[@]}" -eq 1 ]
+	# ss shows an IPv6 socket that also takes IPv4 as *:PORT, a
+	# v6-only one as [::]:PORT
+	[[ ${lines[0]} == *" *:$XPORT "* ]]
+}
+
+@test "a message sent over IPv4 through xinetd lands in the recipient's Maildir" {
+	run -0 --separate-stderr send_mail 127.0.0.1 "over IPv4" <<<"hello over IPv4"
+	run -0 delivered "over IPv4"
+	[ "${#lines[@]}" -eq 1 ]
+	grep -q -F "hello over IPv4" "${lines[0]}"
+}
+
+@test "a message sent over IPv6 through xinetd lands in the recipient's Maildir" {
+	run -0 --separate-stderr send_mail ::1 "over IPv6" <<<"hello over IPv6"
+	run -0 delivered "over IPv6"
+	[ "${#lines[@]}" -eq 1 ]
+	grep -q -F "hello over IPv6" "${lines[0]}"
+}
+
+@test "a scripted login through xinetd gets every reply in order and ends on BYE" {
+	cat >"$T/script" <<-\EOS
+	handshake
+	send 1.0 Hello
+	send LOGIN
+	send alice@example.com
+	send alice-pw
+	send BYE
+	EOS
+	run -0 --separate-stderr timeout 30 usmtp-client --script "$T/script" \
+	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem"
+	diff -u - <(printf '%s\n' "$output") <<-\EOX
+	201 ssl valid
+	202 algos valid
+	203 symetric key decryption done
+	100 Hello supported_protocols usmtp supported_versions 1.0
+	111 Send your e-mail adress
+	112 Send your password
+	210 Authentication successful
+	EOX
+}
+
+@test "a wrong password through xinetd is refused (client exit 77) and nothing is delivered" {
+	USMTP_PASSWORD=wrong run -77 --separate-stderr timeout 30 usmtp-client \
+	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" -u alice@example.com \
+	    -t bob@example.com -s "wrong password" <<<"never"
+	run -1 delivered "wrong password"
+}
