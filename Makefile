@@ -28,7 +28,9 @@ ALL_LDFLAGS = -pie -Wl,-z,relro -Wl,-z,now $(LDFLAGS) $(SAN)
 LIBS	= -lcrypto -lgdbm
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
-UNITS	= tests/unit/frame-test
+# unit tests run by "make check"; test drivers used by the bats suites
+UNITS	= tests/unit/frame-test tests/unit/auth-test
+DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
 
@@ -44,21 +46,29 @@ usmtp-users: usmtp-users.o auth.o crypto.o
 tests/unit/frame-test: tests/unit/frame-test.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
+tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
 %.o: %.c usmtp.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
-check: all $(UNITS)
+# The packages first: on a fresh machine nothing builds without them.
+check:
 	tools/need-packages check
+	$(MAKE) all $(UNITS) $(DRIVERS)
 	for t in $(UNITS); do $$t || exit 1; done
 	bats tests/
 
-demo: 
+demo:
 	tools/need-packages demo
 	$(MAKE) all
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
 
 .PHONY: all check demo clean
 
