@@ -271,4 +271,12 @@ int	mail_commit(struct mail *m, char *where, size_t wheresz,
 /* Abandons the message: removes the temporary file, frees m. */
 void	mail_abort(struct mail *m);
 
+/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
+#ifdef USMTP_FUZZ
+#include <setjmp.h>
+#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
+extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
+int	usmtp_handler_main(int argc, char *argv[]);
+#endif
+
 #endif /* USMTP_H */
