@@ -475,6 +475,16 @@ find_peer(struct session *s)
 		}
 		if (ss.ss_family == AF_INET6) {
 			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+			/* A dual-stack socket (xinetd flags=IPv6, systemd
+			 * BindIPv6Only=both) sees IPv4 clients as
+			 * ::ffff:a.b.c.d: log them as the IPv4 they are. */
+			if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+				inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12],
+				    host, sizeof(host));
+				snprintf(s->peer, sizeof(s->peer), "%s:%u",
+				    host, ntohs(in6->sin6_port));
+				return;
+			}
 			inet_ntop(AF_INET6, &in6->sin6_addr, host,
 			    sizeof(host));
 			snprintf(s->peer, sizeof(s->peer), "[%s]:%u", host,
@@ -1237,7 +1247,7 @@ deliver(struct session *s)
 	if (r == 0) {
 		logx(LOG_INFO, "deliver from=%s to=%s size=%lld attachments=%d "
 		    "where=%s result=ok", s->user, m->rcpt, (long long)size,
-		    m->nattach, esc(where, strlen(where)));
+		    m->nattach, where);	/* ours: validated names only */
 		reply(s, 220);
 	} else {
 		logx(LOG_ERR, "deliver from=%s to=%s attachments=%d "
