@@ -889,15 +889,8 @@ tcp_connect(const char *host, const char *port)
 	socklen_t	 sl;
 	char		 h[NI_MAXHOST];
 	int		 fd = -1, r, err = 0, fl;
-	size_t		 n;
 
-	/* "[::1]" as in URLs. */
-	n = strlen(host);
-	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
-	    n - 2 < sizeof(h)) {
-		memcpy(h, host + 1, n - 2);
-		h[n - 2] = '\0';
-	} else if (snprintf(h, sizeof(h), "%s", host) >= (int)sizeof(h))
+	if (snprintf(h, sizeof(h), "%s", host) >= (int)sizeof(h))
 		die(EX_USAGE, "host name too long");
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -1363,17 +1356,20 @@ run_live(struct run *r)
 	if (fl == -1 || fcntl(r->fd, F_SETFL, fl | O_NONBLOCK) == -1)
 		die(EX_OSERR, "fcntl: %s", strerror(errno));
 	for (;;) {
+		t = now_ms();
+		if (r->pause_until != 0 && t >= r->pause_until)
+			r->pause_until = 0;
 		while (!r->wclosed && !r->waiting && r->pause_ms < 0 &&
 		    r->pause_until == 0 && !r->want_eof &&
 		    r->next < r->nd && r->out.len < OUT_LOW_WATER_BYTES)
 			produce(r);
-		t = now_ms();
 		if (r->out.len == 0 && r->pause_ms >= 0) {
+			/* "pause": flushed; now the clock runs. */
 			r->pause_until = t + r->pause_ms;
 			r->pause_ms = -1;
+			if (r->pause_until == t)
+				continue;
 		}
-		if (r->pause_until != 0 && t >= r->pause_until)
-			r->pause_until = 0;
 		if (r->out.len == 0 && r->want_eof && !r->wclosed) {
 			shutdown(r->fd, SHUT_WR);
 			r->wclosed = 1;
@@ -2352,9 +2348,10 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	char	*end;
-	long	 v;
-	int	 ch;
+	static char	 hostbuf[NI_MAXHOST];
+	char		*end;
+	long		 v;
+	int		 ch;
 
 	atexit(cleanup);
 	signal(SIGPIPE, SIG_IGN);
@@ -2436,6 +2433,16 @@ main(int argc, char *argv[])
 		usage(EX_USAGE);
 	if (opt.host == NULL)
 		opt.host = "localhost";
+	else if (opt.host[0] == '[') {
+		/* "[::1]" as in URLs: the brackets are not part of it. */
+		size_t	n = strlen(opt.host);
+
+		if (n < 3 || opt.host[n - 1] != ']' ||
+		    snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)(n - 2),
+		    opt.host + 1) >= (int)sizeof(hostbuf))
+			die(EX_USAGE, "bad host: %s", opt.host);
+		opt.host = hostbuf;
+	}
 	if (opt.session_key != NULL)
 		load_session_key(opt.session_key);
 	if (opt.decode != NULL)
