@@ -1,0 +1,71 @@
+#!/usr/bin/env bats
+# The handler over real TCP, behind systemd-socket-activate --inetd -a
+# (the per-connection model of usmtp.socket with Accept=yes), on IPv4 and
+# IPv6 loopback.
+
+load helpers
+
+setup() {
+	usmtp_setup
+	add_test_users
+	PORT=$(free_port)
+}
+
+teardown() {
+	stop_pid "${SA_PID:-}"
+}
+
+# tcp_script NAME HOST: runs transcript NAME against HOST:$PORT.
+tcp_script() {
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
+		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$PORT")
+}
+
+@test "handshake, greeting, unknown command and BYE over TCP on 127.0.0.1" {
+	start_socket_activate "$PORT" 127.0.0.1
+	run -0 tcp_script hs-document 127.0.0.1
+	diff -u <(sed '$d' "$TRANSCRIPTS/hs-document.out") - <<<"$output"
+	grep -q "peer=127.0.0.1:[0-9]* handshake result=ok dialect=document" "$HLOG"
+	grep -q "peer=127.0.0.1:[0-9]* end reason=bye" "$HLOG"
+}
+
+@test "handshake, greeting, unknown command and BYE over TCP on [::1]" {
+	start_socket_activate "$PORT" "[::1]"
+	run -0 tcp_script hs-document ::1
+	diff -u <(sed '$d' "$TRANSCRIPTS/hs-document.out") - <<<"$output"
+	grep -q "peer=\[::1\]:[0-9]* handshake result=ok" "$HLOG"
+}
+
+@test "a login and a message with attachments over TCP (IPv4)" {
+	start_socket_activate "$PORT" 127.0.0.1
+	run -0 tcp_script send-attach-doc 127.0.0.1
+	diff -u <(sed '$d' "$TRANSCRIPTS/send-attach-doc.out") - <<<"$output"
+	[ "$(ls "$MAIL/example.org/bob/Maildir/new" | wc -l)" -eq 1 ]
+}
+
+@test "the reference client's recorded session over TCP gets its 40 replies" {
+	VK=$T/vkeys
+	mkdir -p "$VK"
+	cp "$VECTORS/server.key" "$VECTORS/server.pem" "$VK/"
+	chmod 600 "$VK/server.key"
+	add_user testprotokolu1@wp.pl example123
+	add_user testprotokolu2@wp.pl example123
+	HANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --log-stderr"
+	start_socket_activate "$PORT" 127.0.0.1
+	$PY - "$PORT" "$VECTORS/session-1/client.bin" "$T/out.bin" <<-'EOF'
+	import socket, sys
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+	s.sendall(open(sys.argv[2], "rb").read())
+	out = b""
+	while True:
+	    b = s.recv(65536)
+	    if not b:
+	        break
+	    out += b
+	open(sys.argv[3], "wb").write(out)
+	EOF
+	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
+		"$VECTORS/session-1/session-key.hex" "$VECTORS/session-1/expected-codes.txt"
+	[ "$output" = "40 passed, 0 failed" ]
+	[ "$(ls "$MAIL/wp.pl/testprotokolu2/Maildir/new" | wc -l)" -eq 2 ]
+}
