@@ -237,3 +237,28 @@ mime() {
 	[[ "${lines[7]}" == *"filename='a\"b' "* ]]
 	[[ "${lines[8]}" == *"filename='evil__.exe' "* ]]
 }
+
+@test "NUL bytes: a space in the subject, kept (quoted-printable) in the body, 300 in a command" {
+	cat > "$T/nul.in" <<-'EOS'
+	handshake
+	send 1.0 Hello
+	send LOGIN
+	send alice@example.org
+	send correct horse
+	send SEND MAIL
+	send mail from: alice@example.org
+	send mail to: bob@example.org
+	send subject: a\x00b
+	body data: x\x00y
+	send 0
+	send LOG\x00IN
+	send BYE
+	EOS
+	run -0 client_script "$T/nul.in"
+	[ "${lines[-3]}" = "220 Email was sent" ]
+	[ "${lines[-2]}" = "300 Not recognized command" ]
+	run -0 mime "$(delivered "$BOB")"
+	[ "${lines[2]}" = "subject: 'a b'" ]
+	[ "${lines[3]}" = "body: 'x\x00y\n'" ]
+	[ "${lines[4]}" = "body-cte: quoted-printable" ]
+}
