@@ -236,6 +236,9 @@ static int	 do_batch(void);
 static int	 do_interactive(void);
 static int	 prompt_line(const char *prompt, char *buf, size_t sz);
 static void	 send_bye(void);
+static int	 ask_body(struct buf *b);
+static int	 ask_count(void);
+static int	 ask_file(char *name, size_t sz);
 static int	 send_mail_dialog(const char *to, const char *subject,
 		    const unsigned char *body, size_t bodylen,
 		    const int *fds, const char **paths, int n, int interactive);
@@ -2038,10 +2041,12 @@ send_mail_dialog(const char *to, const char *subject,
     const char **paths, int n, int interactive)
 {
 	char		 line[LINE_MAX_BYTES], frame[LINE_MAX_BYTES + 16];
+	char		 name[PATH_MAX];
 	unsigned char	*data;
-	const char	*text;
+	const char	*text, *path;
+	struct buf	 typed;
 	size_t		 len;
-	int		 code, m, i;
+	int		 code, m, i, fd;
 
 	send_frame(FT_CIPHER, "SEND MAIL", 9);
 	code = read_reply(&text, &len, "SEND MAIL");
@@ -2100,6 +2105,14 @@ send_mail_dialog(const char *to, const char *subject,
 		show_reply(code, text, len);
 	if (code != 124)
 		fail_reply(code, text, len, "subject");
+	memset(&typed, 0, sizeof(typed));
+	if (interactive) {
+		if (ask_body(&typed) == -1)
+			return -1;
+		body = typed.p != NULL ? typed.p + typed.off :
+		    (const unsigned char *)"";
+		bodylen = typed.len;
+	}
 	if ((data = malloc(bodylen + 6)) == NULL)
 		die(EX_SOFTWARE, "out of memory");
 	memcpy(data, "data: ", 6);
@@ -2109,12 +2122,15 @@ send_mail_dialog(const char *to, const char *subject,
 		die(EX_UNAVAILABLE, "sending the body: %s", io.why);
 	OPENSSL_cleanse(data, bodylen + 6);
 	free(data);
+	buf_free(&typed);
 	if ((code = read_reply(&text, &len, "body")) == 200)
 		code = read_reply(&text, &len, "body");
 	if (interactive)
 		show_reply(code, text, len);
 	if (code != 125)
 		fail_reply(code, text, len, "body");
+	if (interactive && (n = ask_count()) == -1)
+		return -1;
 	m = snprintf(frame, sizeof(frame), "%d", n);
 	if (m < 0 || (size_t)m >= sizeof(frame))
 		die(EX_SOFTWARE, "snprintf");
@@ -2126,10 +2142,19 @@ send_mail_dialog(const char *to, const char *subject,
 			show_reply(code, text, len);
 		if (code != 126)
 			fail_reply(code, text, len, "attachments");
-		send_attachment(fds[i], paths[i]);
+		if (interactive) {
+			if ((fd = ask_file(name, sizeof(name))) == -1)
+				die(EX_NOINPUT, "input ended inside a message; "
+				    "nothing was sent");
+			path = name;
+		} else {
+			fd = fds[i];
+			path = paths[i];
+		}
+		send_attachment(fd, path);
 		/* Document dialect: a 200; reference dialect: none. */
-		if ((code = read_reply(&text, &len, paths[i])) == 200)
-			code = read_reply(&text, &len, paths[i]);
+		if ((code = read_reply(&text, &len, path)) == 200)
+			code = read_reply(&text, &len, path);
 	}
 	if (interactive)
 		show_reply(code, text, len);
@@ -2214,19 +2239,83 @@ prompt_line(const char *prompt, char *buf, size_t sz)
 	return 0;
 }
 
+/* The body, typed: lines up to one holding "." or end of input. */
+static int
+ask_body(struct buf *b)
+{
+	char	line[LINE_MAX_BYTES];
+	int	n = 0;
+
+	printf("Type the message; end it with a line holding a single "
+	    "\".\" or end of input.\n");
+	for (;;) {
+		if (prompt_line("", line, sizeof(line)) == -1) {
+			if (n == 0)
+				return -1;
+			break;
+		}
+		if (strcmp(line, ".") == 0)
+			break;
+		/* The reference joins the lines with LF, none at the end. */
+		if (n++ > 0)
+			buf_add(b, "\n", 1);
+		buf_add(b, line, strlen(line));
+		if (b->len > BODY_MAX_BYTES)
+			die(EX_DATAERR, "the body is over %d bytes",
+			    BODY_MAX_BYTES);
+	}
+	OPENSSL_cleanse(line, sizeof(line));
+	return 0;
+}
+
+static int
+ask_count(void)
+{
+	char	line[LINE_MAX_BYTES], *end;
+	long	v;
+
+	for (;;) {
+		if (prompt_line("Number of attachments (0-5)", line,
+		    sizeof(line)) == -1)
+			return -1;
+		errno = 0;
+		v = strtol(line, &end, 10);
+		if (errno == 0 && end != line && *end == '\0' && v >= 0 &&
+		    v <= MAX_ATTACHMENTS)
+			return (int)v;
+		printf("Please type a number from 0 to %d.\n",
+		    MAX_ATTACHMENTS);
+	}
+}
+
+/* Asks for a file name until one can be read; its fd, -1 at EOF. */
+static int
+ask_file(char *name, size_t sz)
+{
+	struct stat	st;
+	int		fd;
+
+	for (;;) {
+		if (prompt_line("Attachment file", name, sz) == -1)
+			return -1;
+		if ((fd = open(name, O_RDONLY | O_CLOEXEC)) == -1) {
+			printf("%s: %s\n", name, strerror(errno));
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			return fd;
+		printf("%s: not a regular file\n", name);
+		close(fd);
+	}
+}
+
 static int
 do_interactive(void)
 {
 	char		 line[LINE_MAX_BYTES], *s, *e;
-	const char	*paths[MAX_ATTACHMENTS];
-	char		 names[MAX_ATTACHMENTS][PATH_MAX];
-	int		 fds[MAX_ATTACHMENTS], fd, n, i, r;
-	int		 status;
-	struct buf	 body;
 	const char	*text;
 	size_t		 len;
-	char		*end;
-	long		 v;
+	int		 fd, r, status;
 
 	load_ca();
 	if (opt.user != NULL && snprintf(login_addr, sizeof(login_addr), "%s",
@@ -2265,53 +2354,7 @@ do_interactive(void)
 				fail_reply(r, text, len, "command");
 			continue;
 		}
-		/* Gather the message first, then run the dialog. */
-		memset(&body, 0, sizeof(body));
-		printf("Type the message; end it with a line holding a "
-		    "single \".\" or end of input.\n");
-		for (;;) {
-			if (prompt_line("", line, sizeof(line)) == -1 ||
-			    strcmp(line, ".") == 0)
-				break;
-			if (body.len > 0)
-				buf_add(&body, "\n", 1);
-			buf_add(&body, line, strlen(line));
-			if (body.len > BODY_MAX_BYTES)
-				die(EX_DATAERR, "the body is too long");
-		}
-		for (;;) {
-			if (prompt_line("Number of attachments (0-5)", line,
-			    sizeof(line)) == -1) {
-				n = 0;
-				break;
-			}
-			errno = 0;
-			v = strtol(line, &end, 10);
-			if (errno == 0 && end != line && *end == '\0' &&
-			    v >= 0 && v <= MAX_ATTACHMENTS) {
-				n = (int)v;
-				break;
-			}
-			printf("Please type a number from 0 to %d.\n",
-			    MAX_ATTACHMENTS);
-		}
-		for (i = 0; i < n; i++) {
-			for (;;) {
-				if (prompt_line("Attachment file", names[i],
-				    sizeof(names[i])) == -1)
-					die(EX_NOINPUT, "input ended");
-				if ((fds[i] = open(names[i],
-				    O_RDONLY | O_CLOEXEC)) != -1)
-					break;
-				printf("%s: %s\n", names[i],
-				    strerror(errno));
-			}
-			paths[i] = names[i];
-		}
-		r = send_mail_dialog(NULL, NULL, body.p != NULL ? body.p +
-		    body.off : (const unsigned char *)"", body.len, fds, paths,
-		    n, 1);
-		buf_free(&body);
+		r = send_mail_dialog(NULL, NULL, NULL, 0, NULL, NULL, 0, 1);
 		if (r == -1)
 			break;
 	}

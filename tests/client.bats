@@ -435,7 +435,7 @@ EOF
 
 # ---- on a terminal ----------------------------------------------------------
 
-@test "interactive: login with the password not echoed, send a mail, BYE" {
+@test "interactive: login with the password not echoed, a mail with a re-typed recipient and an attachment, BYE" {
 	tmux_start "usmtp-client --ca $KEYS/ca.pem -u alice@example.org --exec 'exec $HANDLER 2>>$HLOG'"
 	wait_screen '^Command:'
 	keys LOGIN Enter
@@ -445,22 +445,30 @@ EOF
 	keys 'correct horse' Enter
 	wait_screen 'server: 210 '
 	keys 'SEND MAIL' Enter
-	wait_screen 'end it with a line'
-	keys 'first line' Enter 'second line' Enter . Enter
-	wait_screen 'Number of attachments'
-	keys 0 Enter
 	wait_screen '^To:'
+	keys nobody@example.org Enter
+	wait_screen 'server: 402 '
 	keys bob@example.org Enter
 	wait_screen '^Subject:'
 	keys 'typed subject' Enter
+	wait_screen 'end it with a line'
+	keys 'first line' Enter 'second line' Enter . Enter
+	wait_screen 'Number of attachments'
+	keys 1 Enter
+	wait_screen 'Attachment file'
+	keys 'missing.txt' Enter
+	wait_screen 'missing.txt: No such file'
+	printf 'attached\n' > "$T/att.txt"
+	keys 'att.txt' Enter
 	wait_screen 'server: 220 '
 	keys BYE Enter
 	wait_screen '^EXIT=0'
 	! screen | grep -q 'correct horse'
 	run -0 mail_parts "$(bob_messages)"
 	[ "${lines[2]}" = "subject: typed subject" ]
-	# the reference joins the lines with LF; the message ends its text with one
-	[ "${lines[3]}" = "body: 'first line\\nsecond line\\n'" ]
+	# the lines joined with LF, as the reference client does
+	[ "${lines[3]}" = "body: 'first line\\nsecond line'" ]
+	[ "${lines[4]}" = "$(att_line "$T/att.txt")" ]
 }
 
 @test "interactive: a wrong password is shown and asked again" {
