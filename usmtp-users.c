@@ -51,8 +51,8 @@ static int	get_password(int, int, char *, size_t, size_t *);
 static int	user_state(const char *, const char *);
 static int	collect(void *, const char *, const char *);
 static int	cmp_entry(const void *, const void *);
-static int	do_add(const char *, const char *, const char *, int, int);
-static int	do_passwd(const char *, const char *, int, int);
+static int	set_password(const char *, enum auth_op, const char *,
+		    const char *, int, int);
 static int	do_del(const char *, const char *);
 static int	do_list(const char *);
 static int	do_check(const char *, const char *, int);
@@ -306,21 +306,25 @@ user_state(const char *db, const char *addr)
 	return r;
 }
 
+/*
+ * add (op AUTH_ADD) or passwd (AUTH_PASSWD): asks for the password,
+ * hashes it and writes the record.  The user must not exist for add and
+ * must exist for passwd.
+ */
 static int
-do_add(const char *db, const char *addr, const char *maildir,
-    int from_stdin, int cost)
+set_password(const char *db, enum auth_op op, const char *addr,
+    const char *maildir, int from_stdin, int cost)
 {
 	char pw[PW_MAX + 2], rec[AUTH_HASH_MAX + 1];
 	size_t pwlen = 0;
 	const char *why;
-	int r, rv;
+	int r, rv, adding = op == AUTH_ADD;
 
 	rec[0] = '\0';
-	if ((r = user_state(db, addr)) == 1) {
-		fprintf(stderr, PROG ": %s: already exists\n", addr);
-		rv = EX_CANTCREAT;
-		goto out;
-	} else if (r != 0) {
+	if ((r = user_state(db, addr)) == adding) {
+		/* add of an existing user, passwd of an unknown one */
+		goto refused;
+	} else if (r != 0 && r != 1) {
 		rv = r;
 		goto out;
 	}
@@ -333,56 +337,19 @@ do_add(const char *db, const char *addr, const char *maildir,
 		fprintf(stderr, PROG ": %s\n", why);
 		goto out;
 	}
-	r = auth_update(db, AUTH_ADD, addr, rec, maildir, &why);
-	if (r == 1) {
-		fprintf(stderr, PROG ": %s: already exists\n", addr);
-		rv = EX_CANTCREAT;
-	} else if (r == -1) {
-		fprintf(stderr, PROG ": %s\n", why);
-		rv = EX_IOERR;
-	} else
-		rv = 0;
-out:
-	OPENSSL_cleanse(pw, sizeof(pw));
-	OPENSSL_cleanse(rec, sizeof(rec));
-	return rv;
-}
-
-static int
-do_passwd(const char *db, const char *addr, int from_stdin, int cost)
-{
-	char pw[PW_MAX + 2], rec[AUTH_HASH_MAX + 1];
-	size_t pwlen = 0;
-	const char *why;
-	int r, rv;
-
-	rec[0] = '\0';
-	if ((r = user_state(db, addr)) == 0) {
-		fprintf(stderr, PROG ": %s: no such user\n", addr);
-		rv = EX_NOUSER;
-		goto out;
-	} else if (r != 1) {
-		rv = r;
-		goto out;
-	}
-	if ((rv = get_password(from_stdin, 1, pw, sizeof(pw), &pwlen)) != 0)
-		goto out;
-	rv = EX_SOFTWARE;
-	r = auth_hash(pw, pwlen, cost, rec, sizeof(rec), &why);
-	OPENSSL_cleanse(pw, sizeof(pw));
+	r = auth_update(db, op, addr, rec, adding ? maildir : NULL, &why);
+	if (r == 1)
+		goto refused;	/* another writer got there first */
 	if (r == -1) {
 		fprintf(stderr, PROG ": %s\n", why);
-		goto out;
-	}
-	r = auth_update(db, AUTH_PASSWD, addr, rec, NULL, &why);
-	if (r == 1) {
-		fprintf(stderr, PROG ": %s: no such user\n", addr);
-		rv = EX_NOUSER;
-	} else if (r == -1) {
-		fprintf(stderr, PROG ": %s\n", why);
 		rv = EX_IOERR;
 	} else
 		rv = 0;
+	goto out;
+refused:
+	fprintf(stderr, PROG ": %s: %s\n", addr,
+	    adding ? "already exists" : "no such user");
+	rv = adding ? EX_CANTCREAT : EX_NOUSER;
 out:
 	OPENSSL_cleanse(pw, sizeof(pw));
 	OPENSSL_cleanse(rec, sizeof(rec));
@@ -625,9 +592,11 @@ main(int argc, char *argv[])
 
 	switch (cmd) {
 	case C_ADD:
-		return do_add(db, addr, maildir, pwstdin, cost);
+		return set_password(db, AUTH_ADD, addr, maildir, pwstdin,
+		    cost);
 	case C_PASSWD:
-		return do_passwd(db, addr, pwstdin, cost);
+		return set_password(db, AUTH_PASSWD, addr, NULL, pwstdin,
+		    cost);
 	case C_DEL:
 		return do_del(db, addr);
 	case C_LIST:
