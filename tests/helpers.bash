@@ -73,6 +73,20 @@ add_test_users() {
 	add_user bob@example.org bob-pw
 }
 
+# vector_setup: the vectors' public test key and certificate in $VK (the
+# key made 0600: git does not keep the mode and the handler refuses a
+# readable key), their users in $DB, and VHANDLER, the handler using them.
+vector_setup() {
+	VK=$T/vkeys
+	mkdir -p "$VK"
+	cp "$VECTORS/server.key" "$VECTORS/server.pem" "$VK/"
+	chmod 600 "$VK/server.key"
+	add_user testprotokolu1@wp.pl example123
+	add_user testprotokolu2@wp.pl example123
+	add_user aligned16@abc.pl sixteen-chars-pw
+	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --log-stderr"
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"

@@ -44,13 +44,8 @@ tcp_script() {
 }
 
 @test "the reference client's recorded session over TCP gets its 40 replies" {
-	VK=$T/vkeys
-	mkdir -p "$VK"
-	cp "$VECTORS/server.key" "$VECTORS/server.pem" "$VK/"
-	chmod 600 "$VK/server.key"
-	add_user testprotokolu1@wp.pl example123
-	add_user testprotokolu2@wp.pl example123
-	HANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --log-stderr"
+	vector_setup
+	HANDLER=$VHANDLER
 	start_socket_activate "$PORT" 127.0.0.1
 	$PY - "$PORT" "$VECTORS/session-1/client.bin" "$T/out.bin" <<-'EOF'
 	import socket, sys

@@ -7,15 +7,7 @@ load helpers
 
 setup() {
 	usmtp_setup
-	VK=$T/vkeys
-	mkdir -p "$VK"
-	# git does not keep the mode; the handler refuses a readable key
-	cp "$VECTORS/server.key" "$VECTORS/server.pem" "$VK/"
-	chmod 600 "$VK/server.key"
-	add_user testprotokolu1@wp.pl example123
-	add_user testprotokolu2@wp.pl example123
-	add_user aligned16@abc.pl sixteen-chars-pw
-	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --log-stderr"
+	vector_setup
 }
 
 # delivered_in DIR: the messages in DIR/new in delivery order (the Q
