@@ -417,6 +417,9 @@ frame_read_counted(struct frameio *io, size_t n,
 int
 frame_write_raw(struct frameio *io, const void *p, size_t len)
 {
+	/* Nothing to queue; io->out may still be NULL (no memcpy on it). */
+	if (len == 0)
+		return 0;
 	if (grow(&io->out, &io->outcap, io->outlen + len, 1) == -1) {
 		io->why = "out of memory";
 		return -1;
