@@ -55,6 +55,9 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_MAX_BODY	1048576		/* 1 MiB of body text */
 #define DEF_MAX_ATT	26214400	/* 25 MiB per attachment */
 #define DEF_SENDMAIL_SEC 120		/* sendmail must finish by then */
+#define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
+#define DEF_THROTTLE_MAX 10		/* failed logins per address... */
+#define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
 #define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
@@ -78,6 +81,8 @@ struct conf {
 	long		 timeout, sendmail_timeout;
 	unsigned long long max_body, max_attachment;
 	int		 log_stderr;
+	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
+	unsigned	 throttle_max, throttle_window;
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -117,7 +122,8 @@ struct session {
 
 static struct conf	 conf = {
 	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0
+	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
+	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC
 };
 static struct session	*logsess;
 
@@ -157,6 +163,7 @@ static void	 st_subject(struct session *, char *, size_t);
 static void	 st_body(struct session *, char *, size_t);
 static void	 st_natt(struct session *, char *, size_t);
 static void	 st_att_head(struct session *, char *, size_t);
+static int	 parse_dec(const char *p, unsigned long long *out);
 static void	 st_att_data(struct session *);
 static int	 att_sink(void *arg, const unsigned char *p, size_t len);
 static int	 att_emit(struct message *m, const unsigned char *p, size_t len);
@@ -164,6 +171,8 @@ static int	 att_put(struct message *m, const unsigned char *p, size_t len);
 static void	 next_attachment(struct session *s);
 static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
+static int	 throttle_refused(struct session *s);
+static unsigned	 throttle_record(struct session *s, struct throttle_key *k);
 
 /* What each state reads: frame kind and the size limit that applies. */
 static const struct {
@@ -233,7 +242,9 @@ usage(int status)
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--max-body BYTES]\n"
-"                     [--max-attachment BYTES] [--log-stderr] [--help] [--version]\n"
+"                     [--max-attachment BYTES] [--throttle-db FILE]\n"
+"                     [--throttle-max N] [--throttle-window SECONDS]\n"
+"                     [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
@@ -251,6 +262,13 @@ usage(int status)
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
 "  --max-body BYTES         largest message body (%d; K, M, G suffixes)\n"
 "  --max-attachment BYTES   largest attachment (%d; K, M, G suffixes)\n"
+"  --throttle-db FILE       failed logins per client address, shared by all\n"
+"                           sessions; \"none\" or \"\" turns throttling off\n"
+"                           (" DEF_THROTTLE_DB ")\n"
+"  --throttle-max N         refuse LOGIN (510) from an address after N failed\n"
+"                           logins, 0 never (%d)\n"
+"  --throttle-window SECONDS  failures further apart start a new count; the\n"
+"                           refusal lasts this long after the last (%d)\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  --help                   show this help\n"
 "  --version                show the version\n"
@@ -258,7 +276,7 @@ usage(int status)
 "Exit status: 0 after BYE or end of input at a command, 1 after an error\n"
 "reply, a timeout or a cut-off frame, 64 bad options, 78 bad configuration.\n",
 	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_MAX_BODY,
-	    DEF_MAX_ATT);
+	    DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
 	exit(status);
 }
 
@@ -323,6 +341,17 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, 1ULL << 40, &n) == -1 || n == 0)
 			return -1;
 		conf.max_attachment = n;
+	} else if (strcmp(name, "throttle-db") == 0) {
+		conf.throttle_db = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+	} else if (strcmp(name, "throttle-max") == 0) {
+		if (parse_num(val, 1000000, &n) == -1)
+			return -1;
+		conf.throttle_max = (unsigned)n;
+	} else if (strcmp(name, "throttle-window") == 0) {
+		if (parse_num(val, 7 * 86400, &n) == -1 || n == 0)
+			return -1;
+		conf.throttle_window = (unsigned)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
 		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
 		    strcmp(val, "1") == 0)
@@ -824,6 +853,8 @@ st_command(struct session *s, char *p, size_t len)
 			reply(s, 130);
 			return;
 		}
+		if (throttle_refused(s))
+			session_fail(s, 510, "throttled");
 		if (s->db == NULL && (s->db = auth_open(conf.users, &why)) ==
 		    NULL) {
 			logx(LOG_ERR, "error users=%s reason=\"%s\"",
@@ -872,8 +903,10 @@ st_login_addr(struct session *s, char *p, size_t len)
 static void
 st_login_pass(struct session *s, char *p, size_t len)
 {
-	const char	*why;
-	int		 r;
+	struct throttle_key	 k;
+	const char		*why;
+	unsigned		 n;
+	int			 r;
 
 	r = auth_check(s->db, s->addr, p, len, &why);
 	OPENSSL_cleanse(p, len);
@@ -888,8 +921,78 @@ st_login_pass(struct session *s, char *p, size_t len)
 		enter(s, S_COMMAND);
 		return;
 	}
-	logx(LOG_WARNING, "login user=%s result=fail", s->addr);
+	if ((n = throttle_record(s, &k)) == 0) {
+		logx(LOG_WARNING, "login user=%s result=fail", s->addr);
+		login_error(s, 401);
+		return;
+	}
+	logx(LOG_WARNING, "login user=%s result=fail key=%s failures=%u",
+	    s->addr, k.text, n);
+	/* Issue 7: sessions already past LOGIN stop at the limit too, so
+	 * parallel connections cannot each take their six guesses. */
+	if (n >= conf.throttle_max) {
+		logx(LOG_WARNING, "login user=%s result=throttled key=%s "
+		    "failures=%u", s->addr, k.text, n);
+		session_fail(s, 510, "throttled");
+	}
 	login_error(s, 401);
+}
+
+/*
+ * Issue 7: an address with throttle_max failed logins, each within
+ * throttle_window seconds of the one before, gets 510 at LOGIN until
+ * the window has passed since the last one, before any address or
+ * password is read.  Peers without a network address ("local") are
+ * never throttled.  Trouble with the file is logged and lets the login
+ * go on: a broken throttle must not lock users out.
+ */
+static int
+throttle_refused(struct session *s)
+{
+	struct throttle_key	 k;
+	const char		*why;
+	unsigned		 n;
+	int			 r;
+
+	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
+	    !throttle_key(s->peer, &k))
+		return 0;
+	r = throttle_check(conf.throttle_db, &k, conf.throttle_max,
+	    conf.throttle_window, time(NULL), &n, &why);
+	if (r == -1) {
+		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
+		    conf.throttle_db, why);
+		return 0;
+	}
+	if (r == 1)
+		logx(LOG_WARNING, "login result=throttled key=%s failures=%u",
+		    k.text, n);
+	return r;
+}
+
+/*
+ * Counts a wrong password or unknown address against the peer's address
+ * (*k).  Returns the address's failures now, or 0 when it is not
+ * throttled or the file could not be written (logged; fail open).  A
+ * good login does not clear the count: else one valid account would let
+ * its owner reset the count between guesses at others.
+ */
+static unsigned
+throttle_record(struct session *s, struct throttle_key *k)
+{
+	const char	*why;
+	unsigned	 n;
+
+	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
+	    !throttle_key(s->peer, k))
+		return 0;
+	if (throttle_fail(conf.throttle_db, k, conf.throttle_window,
+	    time(NULL), &n, &why) == -1) {
+		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
+		    conf.throttle_db, why);
+		return 0;
+	}
+	return n;
 }
 
 static void
@@ -1023,6 +1126,19 @@ next_attachment(struct session *s)
 	enter(s, S_ATT_HEAD);
 }
 
+/* A plain decimal number and nothing else: 0, or -1. */
+static int
+parse_dec(const char *p, unsigned long long *out)
+{
+	char	*end;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	errno = 0;
+	*out = strtoull(p, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
 /*
  * An attachment header (PROTOCOL.md 6): a bare length, or lines
  * "Content-Length: N", optional "Filename: NAME" and "Size: M".
@@ -1032,7 +1148,7 @@ st_att_head(struct session *s, char *p, size_t len)
 {
 	struct message		*m = &s->msg;
 	unsigned long long	 n = 0, size = 0;
-	char			*line, *next, *val, *name = NULL, *end;
+	char			*line, *next, *val, *name = NULL;
 	size_t			 ll, namelen = 0, vl;
 	int			 haslen = 0, hassize = 0, bad = 0;
 	const char		*why;
@@ -1048,34 +1164,17 @@ st_att_head(struct session *s, char *p, size_t len)
 			continue;
 		if ((val = strchr(line, ':')) == NULL) {
 			/* the document's bare length */
-			if (haslen || !isdigit((unsigned char)*line))
-				bad = 1;
-			else {
-				errno = 0;
-				n = strtoull(line, &end, 10);
-				bad = errno != 0 || *end != '\0';
-				haslen = 1;
-			}
+			bad = haslen++ || parse_dec(line, &n) == -1;
 			continue;
 		}
 		*val++ = '\0';
 		vl = strlen(val);
 		val = trim(val, &vl);
-		if (strcasecmp(line, "Content-Length") == 0) {
-			errno = 0;
-			n = strtoull(val, &end, 10);
-			if (haslen || !isdigit((unsigned char)*val) ||
-			    errno != 0 || *end != '\0')
-				bad = 1;
-			haslen = 1;
-		} else if (strcasecmp(line, "Size") == 0) {
-			errno = 0;
-			size = strtoull(val, &end, 10);
-			if (hassize || !isdigit((unsigned char)*val) ||
-			    errno != 0 || *end != '\0')
-				bad = 1;
-			hassize = 1;
-		} else if (strcasecmp(line, "Filename") == 0) {
+		if (strcasecmp(line, "Content-Length") == 0)
+			bad = haslen++ || parse_dec(val, &n) == -1;
+		else if (strcasecmp(line, "Size") == 0)
+			bad = hassize++ || parse_dec(val, &size) == -1;
+		else if (strcasecmp(line, "Filename") == 0) {
 			name = val;
 			namelen = vl;
 		}
@@ -1092,7 +1191,8 @@ st_att_head(struct session *s, char *p, size_t len)
 		reply(s, 403);
 		return;
 	}
-	if (n - 4 - 16 >= conf.max_attachment ||
+	/* Even with the most padding, more than the limit? */
+	if (n - 4 - 16 > conf.max_attachment ||
 	    (hassize && size > conf.max_attachment)) {
 		logx(LOG_WARNING, "send user=%s result=refused reason=size "
 		    "attachment=%d length=%llu", s->user, m->cur, n);
@@ -1273,6 +1373,9 @@ main(int argc, char *argv[])
 		{ "timeout", required_argument, NULL, 0 },
 		{ "max-body", required_argument, NULL, 0 },
 		{ "max-attachment", required_argument, NULL, 0 },
+		{ "throttle-db", required_argument, NULL, 0 },
+		{ "throttle-max", required_argument, NULL, 0 },
+		{ "throttle-window", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1289,7 +1392,8 @@ main(int argc, char *argv[])
 #ifdef USMTP_FUZZ
 	static const struct conf defconf = {
 		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0
+		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
+		NULL, 0, 0	/* no throttle file */
 	};
 	conf = defconf;
 	memset(s, 0, sizeof(*s));
