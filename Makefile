@@ -29,12 +29,12 @@ LIBS	= -lcrypto -lgdbm
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # unit tests run by "make check"; test drivers used by the bats suites
-UNITS	= tests/unit/frame-test tests/unit/auth-test
+UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
 
-usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o
+usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 usmtp-client: usmtp-client.o crypto.o
@@ -48,6 +48,9 @@ tests/unit/frame-test: tests/unit/frame-test.o crypto.o
 
 tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto

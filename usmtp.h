@@ -271,6 +271,50 @@ int	mail_commit(struct mail *m, char *where, size_t wheresz,
 /* Abandons the message: removes the temporary file, frees m. */
 void	mail_abort(struct mail *m);
 
+/* throttle.c */
+
+/*
+ * Failed logins per source address across connections (issue 7), in a
+ * fixed-size state file shared by all handler processes under flock(2):
+ * THROTTLE_SLOTS entries, each address in one of THROTTLE_PROBE slots
+ * after a salted hash, the least recent one evicted when they are all
+ * in use.  The file is 64 + THROTTLE_SLOTS * 32 bytes, never more.
+ */
+#define THROTTLE_SLOTS		4096
+#define THROTTLE_PROBE		8
+
+struct throttle_key {
+	unsigned char	 addr[16];	/* IPv4 as ::ffff:a.b.c.d; IPv6 /64 */
+	char		 text[52];	/* "192.0.2.1", "2001:db8::/64" */
+};
+
+/*
+ * Makes the key of a peer as the handler logs it ("192.0.2.1:4711",
+ * "[2001:db8::1]:4711", "[::ffff:192.0.2.1]:4711", without a port too):
+ * an IPv4 address (also when mapped into IPv6) as it is, an IPv6 address
+ * cut to its /64.  1 when done; 0 when peer has no network address
+ * ("local"): such peers are not throttled.
+ */
+int	throttle_key(const char *peer, struct throttle_key *k);
+/*
+ * Looks k up in the file at path (never created here): *failures gets
+ * its failures that still count at time now (the last less than window
+ * seconds before).  Returns 1 when *failures >= max (max 0: never), 0
+ * when not or when there is no file, -1 (*why) when the file cannot be
+ * read or is not ours; the caller then lets the login go on (fail open).
+ */
+int	throttle_check(const char *path, const struct throttle_key *k,
+	    unsigned max, unsigned window, time_t now, unsigned *failures,
+	    const char **why);
+/*
+ * Counts one failed login of k at time now, creating the file (mode
+ * 0600) if missing: a failure window or more seconds after the last one
+ * starts a new count.  *failures gets the new count.  0 or -1 (*why).
+ */
+int	throttle_fail(const char *path, const struct throttle_key *k,
+	    unsigned window, time_t now, unsigned *failures,
+	    const char **why);
+
 /* usmtp-handler.c, fuzz builds only (tests/fuzz) */
 #ifdef USMTP_FUZZ
 #include <setjmp.h>
