@@ -208,7 +208,7 @@ static int	 content_step(struct content *c, struct buf *out,
 		    struct progress *pg);
 static void	 content_close(struct content *c);
 static void	 produce(struct run *r);
-static void	 emit_key(struct run *r, long n);
+static int	 emit_key(struct run *r, long n);
 static int	 run_live(struct run *r);
 static void	 run_handle_frame(struct run *r, const unsigned char *f,
 		    size_t n);
@@ -1120,15 +1120,18 @@ static int
 content_open(struct content *c, const char *path, int encrypt, int ref)
 {
 	struct stat	st;
+	int		saved;
 
 	memset(c, 0, sizeof(*c));
 	c->path = path;
 	if ((c->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
 	if (fstat(c->fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		if (errno == 0 || !S_ISREG(st.st_mode))
-			errno = EINVAL;
+		saved = errno;
+		if (saved == 0 || fstat(c->fd, &st) == 0)
+			saved = EINVAL;	/* not a regular file */
 		close(c->fd);
+		errno = saved;
 		c->fd = -1;
 		return -1;
 	}
@@ -1204,8 +1207,8 @@ content_close(struct content *c)
 		aes_stream_free(&c->s);
 }
 
-/* The session key directive (PROTOCOL.md 3). */
-static void
+/* The session key directive (PROTOCOL.md 3).  0, or -1 when not sent. */
+static int
 emit_key(struct run *r, long n)
 {
 	unsigned char	 k[RSA_CIPHER_BYTES], ct[RSA_CIPHER_BYTES];
@@ -1216,13 +1219,18 @@ emit_key(struct run *r, long n)
 			die(EX_SOFTWARE, "no random bytes");
 		buf_add(&r->out, ct, sizeof(ct));
 		buf_add(&r->out, "\r\n\r\n", 4);
-		return;
+		return 0;
 	}
 	if (r->pub == NULL) {
-		if (r->live)
-			die(EX_PROTOCOL, "key: no server certificate to "
-			    "encrypt to (no 202 reply)");
-		die(EX_USAGE, "key: --encode needs --cert");
+		if (!r->live)
+			die(EX_USAGE, "key: --encode needs --cert");
+		/* No 202 came (502, or the server closed): send no more,
+		 * read what the server still says. */
+		fprintf(stderr, "%s: script line %d: no server certificate; "
+		    "the rest of the script is not sent\n", progname,
+		    r->d[r->next].line);
+		r->next = r->nd - 1;	/* produce() moves past the last */
+		return -1;
 	}
 	if (n == SESSION_KEY_BYTES && have_session_key)
 		memcpy(k, session_key, SESSION_KEY_BYTES);
@@ -1242,6 +1250,7 @@ emit_key(struct run *r, long n)
 	} else
 		r->keyed = 0;
 	OPENSSL_cleanse(k, sizeof(k));
+	return 0;
 }
 
 /* Produces the bytes of the next directive (or the next content piece). */
@@ -1272,8 +1281,8 @@ produce(struct run *r)
 		r->waiting = r->live;
 		break;
 	case OP_KEY:
-		emit_key(r, d->n);
-		r->waiting = r->live;
+		if (emit_key(r, d->n) == 0)
+			r->waiting = r->live;
 		break;
 	case OP_SEND:
 	case OP_SEND_REF:

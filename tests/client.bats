@@ -143,6 +143,7 @@ wait_screen() {
 		sleep 0.05; i=$((i + 1))
 	done
 	echo "timed out waiting for /$1/ on:" >&2
+	cat "$HLOG" >&2
 	screen >&2
 	return 1
 }
@@ -250,6 +251,16 @@ EOF
 	[ "$output" = $'201 ssl valid\n202 algos valid' ]
 	[[ $stderr == *"server certificate not trusted"* ]]
 	! grep -q 'handshake result=ok' "$HLOG"
+}
+
+@test "a script whose algorithms are refused sends no key and ends with the server" {
+	printf 'hello\nalgos support rsa1024?\nkey\nsend 1.0 Hello\n' > "$T/s.txt"
+	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
+		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
+	[ "${lines[0]}" = "201 ssl valid" ]
+	[ "${lines[1]:0:4}" = "502 " ]
+	[ "${lines[2]}" = "[handler exit 1]" ]
+	[ "${#lines[@]}" -eq 3 ]
 }
 
 # ---- batch mode -------------------------------------------------------------
@@ -412,6 +423,14 @@ EOF
 		--ca "$KEYS/ca.pem" -u alice@example.org --password-file "$T/pw" \
 		-t bob@example.org --exec "exec $HANDLER --sendmail /bin/false 2>>$HLOG" < "$T/body"
 	[[ $stderr == *"451"* ]]
+}
+
+@test "no password (no terminal, no file, no USMTP_PASSWORD) exits 64 before connecting" {
+	run -64 --separate-stderr setsid -w timeout 10 usmtp-client \
+		--ca "$KEYS/ca.pem" -u alice@example.org -t bob@example.org \
+		--exec "touch $T/started" < "$T/body"
+	[[ $stderr == *"no password"* ]]
+	[ ! -e "$T/started" ]
 }
 
 @test "batch mode without -u exits 64" {
