@@ -1743,28 +1743,38 @@ send_bye(void)
 static void
 get_password(const char *addr)
 {
-	char	*env, prompt[ADDR_MAX + 32];
-	FILE	*f;
+	char	*env, *nl, prompt[ADDR_MAX + 32];
 	size_t	 n;
-	int	 c, m;
+	ssize_t	 r;
+	int	 fd, m;
 
 	if (opt.password_file != NULL) {
-		if ((f = fopen(opt.password_file, "r")) == NULL)
+		/* read(2), not stdio: no unwiped copy in a FILE buffer. */
+		if ((fd = open(opt.password_file, O_RDONLY | O_CLOEXEC)) == -1)
 			die(EX_NOINPUT, "%s: %s", opt.password_file,
 			    strerror(errno));
 		n = 0;
-		while ((c = getc(f)) != EOF && c != '\n') {
-			if (n + 1 >= sizeof(password)) {
-				fclose(f);
-				die(EX_DATAERR, "%s: password too long",
-				    opt.password_file);
-			}
-			password[n++] = (char)c;
+		while (n < sizeof(password) - 1) {
+			r = read(fd, password + n, sizeof(password) - 1 - n);
+			if (r == -1 && errno == EINTR)
+				continue;
+			if (r == -1)
+				die(EX_NOINPUT, "%s: %s", opt.password_file,
+				    strerror(errno));
+			if (r == 0)
+				break;
+			n += (size_t)r;
 		}
-		fclose(f);
+		close(fd);
+		if ((nl = memchr(password, '\n', n)) == NULL &&
+		    n == sizeof(password) - 1)
+			die(EX_DATAERR, "%s: password too long",
+			    opt.password_file);
+		if (nl != NULL)
+			n = (size_t)(nl - password);
 		if (n > 0 && password[n - 1] == '\r')
 			n--;
-		password[n] = '\0';
+		OPENSSL_cleanse(password + n, sizeof(password) - n);
 		return;
 	}
 	if ((env = getenv("USMTP_PASSWORD")) != NULL) {
