@@ -39,7 +39,7 @@
 #define DEFAULT_CA		"/etc/usmtp/ca.pem"
 #define DEFAULT_TIMEOUT_SEC	60
 #define CONNECT_TIMEOUT_SEC	10
-#define PLAIN_MAX_BYTES		32768	/* plaintext reply: the 202 holds a PEM */
+#define PLAIN_MAX_BYTES		32768	/* a plaintext reply (202: a PEM) */
 #define PASS_MAX_BYTES		1024
 #define LINE_MAX_BYTES		4096	/* a typed line, a script line */
 #define SCRIPT_LINE_MAX_BYTES	1048576
@@ -52,7 +52,8 @@
 #define DOC_ALGOS	"support asymmetric-rsa2048 symmetric-aes-256-ecb?"
 #define REF_ALGOS	"support asymetric-rsa-2048 symetric-aes-256-ecb?"
 #define DEF_HELLO	"hello ssl1.0?"
-#define GREETING	"100 Hello supported_protocols usmtp supported_versions 1.0"
+#define GREETING \
+	"100 Hello supported_protocols usmtp supported_versions 1.0"
 
 /* Exit statuses (sysexits(3)); the man page's EXIT STATUS lists them. */
 #define EXIT_CERT	EX_CONFIG	/* CA unusable or certificate refused */
@@ -108,7 +109,7 @@ struct run {
 	int		 live;
 	int		 fd;		/* live: the connection */
 	int		 waiting;	/* live: a reply awaited */
-	int		 want_eof;	/* shut down the write side when drained */
+	int		 want_eof;	/* shut down writing once drained */
 	long		 pause_ms;	/* pause once drained; -1 none */
 	long		 pause_until;
 	int		 wclosed, rclosed;
@@ -266,7 +267,8 @@ usage(int status)
 "\n"
 "  -H, --host HOST          server name or address (default localhost)\n"
 "  -p, --port PORT          server port (default " DEFAULT_PORT ")\n"
-"      --ca FILE            trusted CA certificates, PEM (default " DEFAULT_CA ")\n"
+"      --ca FILE            trusted CA certificates, PEM\n"
+"                           (default " DEFAULT_CA ")\n"
 "  -u, --user ADDRESS       log in as ADDRESS (the sender)\n"
 "      --password-file FILE read the password from the first line of FILE\n"
 "  -t, --to ADDRESS         batch mode: send one message to ADDRESS\n"
@@ -504,7 +506,8 @@ decode_escapes(const char *s, size_t n, unsigned char **out, size_t *outlen,
 			i += 2;
 			break;
 		default:
-			*why = "unknown escape (use \\r \\n \\t \\\\ \\s \\xNN)";
+			*why = "unknown escape "
+			    "(use \\r \\n \\t \\\\ \\s \\xNN)";
 			goto bad;
 		}
 	}
@@ -842,7 +845,8 @@ cert_verify(const unsigned char *frame, size_t len, const char *host)
 		die(EX_SOFTWARE, "cannot set up certificate verification");
 	if (X509_verify_cert(ctx) != 1) {
 		err = X509_STORE_CTX_get_error(ctx);
-		die(EXIT_CERT, "server certificate not trusted: %s (CA file %s)",
+		die(EXIT_CERT,
+		    "server certificate not trusted: %s (CA file %s)",
 		    X509_verify_cert_error_string(err), opt.ca);
 	}
 	X509_STORE_CTX_free(ctx);
@@ -1343,7 +1347,8 @@ static void
 run_handle_frame(struct run *r, const unsigned char *f, size_t n)
 {
 	rp_print(f, n);
-	if (r->rp.lastplain && n >= 3 && memcmp(f, "202", 3) == 0 && r->pub == NULL)
+	if (r->rp.lastplain && n >= 3 && memcmp(f, "202", 3) == 0 &&
+	    r->pub == NULL)
 		r->pub = cert_verify(f, n, opt.host_given ? opt.host : NULL);
 	r->waiting = 0;
 }
