@@ -418,6 +418,11 @@ read_config(const char *path)
 			free(copy);
 			goto fail;
 		}
+		/* Numbers and flags are parsed, not kept: no leak. */
+		if (copy != conf.cert && copy != conf.key &&
+		    copy != conf.users && copy != conf.maildir &&
+		    copy != conf.sendmail && copy != conf.throttle_db)
+			free(copy);
 	}
 	fclose(f);
 	return 0;
