@@ -178,6 +178,8 @@ main(int argc, char *argv[])
 	}
 	free(buf);
 	free(body);
+	buf = NULL;
+	body = NULL;
 	if (abort_it) {
 		mail_abort(m);
 		printf("aborted\n");
@@ -191,5 +193,7 @@ failed_m:
 	mail_abort(m);
 failed:
 	fprintf(stderr, "mail-build: %s\n", why);
+	free(buf);
+	free(body);
 	return 1;
 }
