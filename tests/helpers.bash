@@ -32,14 +32,26 @@ usmtp_keys() {
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
 # database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
-# handler command line, logging to stderr) and makes keys.
+# handler command line, logging to stderr) and makes keys.  USMTP_WRAP,
+# when set, is put in front of HANDLER: "make check-valgrind" runs the
+# handler under valgrind that way.
 usmtp_setup() {
 	usmtp_keys
 	T=$BATS_TEST_TMPDIR
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --timeout 10 --log-stderr"
+	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --timeout 10 --log-stderr"
+}
+
+# skip_if_sanitized: skips a test that measures memory or time, whose
+# numbers mean nothing under a sanitizer or valgrind.  USMTP_SANITIZER
+# (asan, valgrind) is set by "make check-asan" and "make check-valgrind";
+# the skip says so in the TAP output, never silently.
+skip_if_sanitized() {
+	if [ -n "${USMTP_SANITIZER:-}" ]; then
+		skip "measures memory or time; USMTP_SANITIZER=$USMTP_SANITIZER"
+	fi
 }
 
 # add_user ADDRESS PASSWORD [usmtp-users add options]: adds a user with the

@@ -49,10 +49,11 @@ setup() {
 }
 
 @test "a 401 leaves in a write of its own, the 111 after it in the next" {
+	# LeakSanitizer cannot stop a process strace traces: no leak check
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
 	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
 		--script login-wrong.in --session-key "$T/key.hex" \
-		--exec "exec strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG") > "$T/out"
+		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG") > "$T/out"
 	diff -u "$TRANSCRIPTS/login-wrong.out" "$T/out"
 	$PY "$TOP/tests/writes.py" "$T/strace" "$T/key.hex" > "$T/writes"
 	# PROTOCOL.md 2: the write that carries the 401 ends with it, and
