@@ -75,6 +75,70 @@ clean:
 
 .PHONY: all check demo clean
 
+# Fuzzing (tests/fuzz/README): libFuzzer targets built with clang, ASan and
+# UBSan, each run for FUZZ_SECONDS on its corpus (tests/fuzz/corpus/, not
+# in git) and the committed seeds; crashes land in tests/fuzz/artifacts/.
+FUZZ_CC	?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
+	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
+FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
+
+tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c crypto.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c crypto.c -lcrypto
+
+# the handler and every module: all .c files but the other programs'
+FUZZ_HANDLER_SRCS = $(filter-out usmtp-client.c usmtp-users.c,$(wildcard *.c))
+tests/fuzz/fuzz-session: tests/fuzz/fuzz-session.c $(FUZZ_HANDLER_SRCS) usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-session.c \
+	    $(FUZZ_HANDLER_SRCS) $(LIBS)
+
+fuzz-build: $(FUZZERS)
+
+fuzz:
+	tools/need-packages fuzz
+	$(MAKE) fuzz-build
+	for f in $(FUZZERS); do \
+	    n=$${f##*/fuzz-}; mkdir -p tests/fuzz/corpus/$$n tests/fuzz/artifacts; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=tests/fuzz/artifacts/$$n- \
+	        tests/fuzz/corpus/$$n tests/fuzz/seeds/$$n || exit 1; \
+	done
+
+.PHONY: fuzz fuzz-build
+
+# make check-asan: the whole of "make check" with ASan and UBSan, in a copy
+# of the tree under SANDIR (a clean rebuild here would break a "make check"
+# running beside it); any sanitizer report fails the run.
+# make check-valgrind: the handler suites with the handler under valgrind
+# memcheck (USMTP_WRAP, tests/helpers.bash): any error or leak is exit 99.
+# Both set USMTP_SANITIZER, and tests that measure memory or time skip.
+SANDIR	?= /tmp/usmtp-check-asan
+SAN_CHECK = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_ENV	= USMTP_SANITIZER=asan \
+	  ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full \
+	  --errors-for-leak-kinds=definite,indirect
+VALGRIND_SUITES = tests/vectors.bats tests/handshake.bats tests/send.bats \
+	  tests/faults.bats
+
+check-asan:
+	rm -rf $(SANDIR)
+	mkdir -p $(SANDIR)
+	tar -cf - --exclude=./.git --exclude=./tests/fuzz/corpus . | \
+	    tar -C $(SANDIR) -xf -
+	$(MAKE) -C $(SANDIR) clean
+	cd $(SANDIR) && $(SAN_ENV) $(MAKE) check SAN="$(SAN_CHECK)"
+
+check-valgrind:
+	tools/need-packages check
+	$(MAKE) all $(DRIVERS)
+	USMTP_SANITIZER=valgrind USMTP_WRAP="$(VALGRIND)" bats $(VALGRIND_SUITES)
+
+.PHONY: check-asan check-valgrind
+
 # Units, service files and install.  The .in files name install paths as
 # @SBINDIR@, @BINDIR@, @SYSCONFDIR@ and @LOCALSTATEDIR@; they are made
 # afresh on every run, so "make install PREFIX=..." never ships paths
@@ -134,7 +198,9 @@ uninstall:
 	done
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
-clean: clean-units
+clean: clean-units clean-fuzz
+clean-fuzz:
+	rm -f $(FUZZERS)
 clean-units:
 	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
 
