@@ -3,6 +3,8 @@
 # make                 build the programs
 # make check           the whole test suite (C unit tests, bats, man lint)
 # make demo            one demo session on loopback
+# make bench           the benchmark table (tools/bench); STATIC_CRYPTO=1
+#                      links libcrypto statically
 # make install         PREFIX=/usr/local, DESTDIR= honoured
 #
 # Our warning and hardening flags are always used; CFLAGS, CPPFLAGS and
@@ -25,7 +27,15 @@ HARDEN	= -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 ALL_CFLAGS = $(WARN) $(HARDEN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 	  $(CPPFLAGS) $(CFLAGS) $(SAN)
 ALL_LDFLAGS = -pie -Wl,-z,relro -Wl,-z,now $(LDFLAGS) $(SAN)
+# STATIC_CRYPTO=1 links libcrypto into the handler statically (Debian's
+# libssl-dev ships libcrypto.a): ~8% fewer instructions per session
+# (no relocation of libcrypto.so), but OpenSSL updates then need a
+# rebuild; measured no clear gain end to end, so off by default.
+ifeq ($(STATIC_CRYPTO),1)
+LIBS	= -Wl,-Bstatic -lcrypto -Wl,-Bdynamic -lgdbm -ldl -pthread
+else
 LIBS	= -lcrypto -lgdbm
+endif
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # unit tests run by "make check"; test drivers used by the bats suites
@@ -65,6 +75,11 @@ check:
 	for t in $(UNITS); do $$t || exit 1; done
 	bats tests/
 
+bench:
+	tools/need-packages bench
+	$(MAKE) all
+	tools/bench
+
 demo:
 	tools/need-packages demo
 	$(MAKE) all
@@ -73,7 +88,7 @@ demo:
 clean:
 	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
 
-.PHONY: all check demo clean
+.PHONY: all check demo bench clean
 
 # Fuzzing (tests/fuzz/README): libFuzzer targets built with clang, ASan and
 # UBSan, each run for FUZZ_SECONDS on its corpus (tests/fuzz/corpus/, not
