@@ -136,3 +136,33 @@ stop_pid() {
 	kill "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 }
+
+# xinetd_start: runs the real xinetd in the foreground with the shipped
+# service file (xinetd/usmtp.in, paths substituted as the Makefile does),
+# changed only in port, user and group, and a usmtp.conf pointing at the
+# test's keys, users and Maildirs.  Sets XPORT and XI_PID; the log is
+# $T/xinetd.log.  The handler logs through syslog there: under xinetd its
+# stderr is the connection.
+xinetd_start() {
+	XPORT=$(free_port)
+	mkdir -p "$T/xinetd.d" "$T/etc/usmtp"
+	cat >"$T/etc/usmtp/usmtp.conf" <<-EOC
+	cert = $KEYS/server.pem
+	key = $KEYS/server.key
+	users = $DB
+	maildir = $MAIL/%d/%u/Maildir
+	throttle-db = $T/throttle.db
+	timeout = 10
+	EOC
+	sed -e "s|@SBINDIR@|$TOP|g" -e "s|@BINDIR@|$TOP|g" \
+	    -e "s|@SYSCONFDIR@|$T/etc|g" -e 's|@LOCALSTATEDIR@|/var|g' \
+	    -e "s|^\([[:space:]]*port[[:space:]]*=\).*|\1 $XPORT|" \
+	    -e "s|^\([[:space:]]*user[[:space:]]*=\).*|\1 $(id -un)|" \
+	    -e "s|^\([[:space:]]*group[[:space:]]*=\).*|\1 $(id -gn)|" \
+	    "$TOP/xinetd/usmtp.in" >"$T/xinetd.d/usmtp"
+	printf 'defaults\n{\n}\nincludedir %s\n' "$T/xinetd.d" >"$T/xinetd.conf"
+	xinetd -dontfork -f "$T/xinetd.conf" -filelog "$T/xinetd.log" \
+	    -pidfile "$T/xinetd.pid" 2>>"$T/xinetd.log" &
+	XI_PID=$!
+	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
+}

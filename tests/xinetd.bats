@@ -4,33 +4,6 @@
 
 load helpers
 
-# xinetd_start: writes a config that includes only our service file
-# (made from xinetd/usmtp.in like the Makefile does, with the handler at
-# its built path and SYSCONFDIR under $T), changed only in port and user
-# (xinetd as root requires "user"; the test runs the handler as itself),
-# and starts xinetd.  Sets XPORT and XI_PID.
-xinetd_start() {
-	XPORT=$(free_port)
-	mkdir -p "$T/xinetd.d" "$T/etc/usmtp"
-	cat >"$T/etc/usmtp/usmtp.conf" <<-EOC
-	cert = $KEYS/server.pem
-	key = $KEYS/server.key
-	users = $DB
-	maildir = $MAIL/%d/%u/Maildir
-	timeout = 10
-	EOC
-	sed -e "s|@SBINDIR@|$TOP|g" -e "s|@BINDIR@|$TOP|g" \
-	    -e "s|@SYSCONFDIR@|$T/etc|g" -e 's|@LOCALSTATEDIR@|/var|g' \
-	    -e "s|^\([[:space:]]*port[[:space:]]*=\).*|\1 $XPORT|" \
-	    -e "s|^\([[:space:]]*user[[:space:]]*=\).*|\1 $(id -un)|" \
-	    -e "s|^\([[:space:]]*group[[:space:]]*=\).*|\1 $(id -gn)|" \
-	    "$TOP/xinetd/usmtp.in" >"$T/xinetd.d/usmtp"
-	printf 'defaults\n{\n}\nincludedir %s\n' "$T/xinetd.d" >"$T/xinetd.conf"
-	xinetd -dontfork -f "$T/xinetd.conf" -filelog "$T/xinetd.log" \
-	    -pidfile "$T/xinetd.pid" 2>>"$T/xinetd.log" &
-	XI_PID=$!
-	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
-}
 
 # send_mail HOST SUBJECT: batch-mode client, alice to bob, body on stdin.
 send_mail() {
