@@ -770,8 +770,10 @@ st_algos(struct session *s, char *p, size_t len)
 	/* "202 algos valid" then the PEM at once: the reference client
 	 * cuts the certificate out by position (PROTOCOL.md 3). */
 	n = strlen("202 algos valid");
-	if ((buf = malloc(n + pemlen)) == NULL)
+	if ((buf = malloc(n + pemlen)) == NULL) {
+		free(pem);
 		session_fail(s, 500, "memory");
+	}
 	memcpy(buf, "202 algos valid", n);
 	memcpy(buf + n, pem, pemlen);
 	if (frame_write(&s->io, FT_PLAIN_DOT, buf, n + pemlen) == -1)
