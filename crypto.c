@@ -102,9 +102,11 @@ wait_fd(int fd, short events, long deadline, int idle_ms)
 	for (;;) {
 		ms = idle_ms > 0 ? idle_ms : -1;
 		if (deadline > 0) {
+			/* Past the deadline we still take what is already
+			 * there (poll with 0), but wait no more. */
 			left = deadline - now_ms();
-			if (left <= 0)
-				return 0;
+			if (left < 0)
+				left = 0;
 			if (ms < 0 || left < ms)
 				ms = (int)left;
 		}
@@ -152,6 +154,18 @@ frame_free(struct frameio *io)
 	EVP_CIPHER_CTX_free(io->dec);
 	memset(io, 0, sizeof(*io));
 	io->rfd = io->wfd = -1;
+}
+
+void
+frame_set_deadline(struct frameio *io, int seconds)
+{
+	io->deadline_ms = seconds > 0 ? now_ms() + (long)seconds * 1000 : 0;
+}
+
+int
+frame_deadline_passed(const struct frameio *io)
+{
+	return io->deadline_ms > 0 && now_ms() >= io->deadline_ms;
 }
 
 int
@@ -343,6 +357,8 @@ frame_read(struct frameio *io, enum ftype type, size_t max,
 	 * at a time cannot stretch it. */
 	if (io->timeout_ms > 0)
 		deadline = now_ms() + io->timeout_ms;
+	if (io->deadline_ms > 0 && (deadline == 0 || io->deadline_ms < deadline))
+		deadline = io->deadline_ms;
 	for (;;) {
 		r = find_term(io, type, max, &paylen, &termlen);
 		if (r == FR_OK)
@@ -397,7 +413,7 @@ frame_read_counted(struct frameio *io, size_t n,
 	while (n > 0) {
 		if (io->inlen == 0) {
 			/* Each chunk gets a fresh idle timeout. */
-			r = fill(io, 0);
+			r = fill(io, io->deadline_ms);
 			if (r == FR_EOF)
 				return FR_TRUNC;
 			if (r != FR_OK)

@@ -55,6 +55,7 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_MAX_BODY	1048576		/* 1 MiB of body text */
 #define DEF_MAX_ATT	26214400	/* 25 MiB per attachment */
 #define DEF_SENDMAIL_SEC 120		/* sendmail must finish by then */
+#define DEF_LOGIN_SEC	120		/* connect to 210, at most */
 #define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
@@ -83,6 +84,7 @@ struct conf {
 	int		 log_stderr;
 	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
 	unsigned	 throttle_max, throttle_window;
+	long		 login_timeout;	/* seconds from connect to 210 */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -123,7 +125,7 @@ struct session {
 static struct conf	 conf = {
 	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC
+	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC
 };
 static struct session	*logsess;
 
@@ -241,7 +243,8 @@ usage(int status)
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
-"                     [--sendmail-timeout SECONDS] [--max-body BYTES]\n"
+"                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
+"                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-window SECONDS]\n"
 "                     [--log-stderr] [--help] [--version]\n"
@@ -260,6 +263,7 @@ usage(int status)
 "                           of --maildir and --sendmail the last one wins\n"
 "  --sendmail-timeout SECONDS  how long sendmail may take (%d)\n"
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
+"  --login-timeout SECONDS  time from connection to login, 0 for none (%d)\n"
 "  --max-body BYTES         largest message body (%d; K, M, G suffixes)\n"
 "  --max-attachment BYTES   largest attachment (%d; K, M, G suffixes)\n"
 "  --throttle-db FILE       failed logins per client address, shared by all\n"
@@ -275,8 +279,8 @@ usage(int status)
 "\n"
 "Exit status: 0 after BYE or end of input at a command, 1 after an error\n"
 "reply, a timeout or a cut-off frame, 64 bad options, 78 bad configuration.\n",
-	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_MAX_BODY,
-	    DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
+	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_LOGIN_SEC,
+	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
 	exit(status);
 }
 
@@ -329,6 +333,10 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, 86400, &n) == -1)
 			return -1;
 		conf.timeout = (long)n;
+	} else if (strcmp(name, "login-timeout") == 0) {
+		if (parse_num(val, 86400, &n) == -1)
+			return -1;
+		conf.login_timeout = (long)n;
 	} else if (strcmp(name, "sendmail-timeout") == 0) {
 		if (parse_num(val, 86400, &n) == -1 || n == 0)
 			return -1;
@@ -924,6 +932,7 @@ st_login_pass(struct session *s, char *p, size_t len)
 	if (r == 1) {
 		memcpy(s->user, s->addr, sizeof(s->user));
 		logx(LOG_INFO, "login user=%s result=ok", s->user);
+		frame_set_deadline(&s->io, 0);
 		reply(s, 210);
 		enter(s, S_COMMAND);
 		return;
@@ -1377,6 +1386,7 @@ main(int argc, char *argv[])
 		{ "maildir", required_argument, NULL, 0 },
 		{ "sendmail", required_argument, NULL, 0 },
 		{ "sendmail-timeout", required_argument, NULL, 0 },
+		{ "login-timeout", required_argument, NULL, 0 },
 		{ "timeout", required_argument, NULL, 0 },
 		{ "max-body", required_argument, NULL, 0 },
 		{ "max-attachment", required_argument, NULL, 0 },
@@ -1400,7 +1410,8 @@ main(int argc, char *argv[])
 	static const struct conf defconf = {
 		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-		NULL, 0, 0	/* no throttle file */
+		NULL, 0, 0,	/* no throttle file */
+		DEF_LOGIN_SEC
 	};
 	conf = defconf;
 	memset(s, 0, sizeof(*s));
@@ -1463,6 +1474,9 @@ main(int argc, char *argv[])
 		return EX_FAIL;
 	}
 	logx(LOG_INFO, "connect");
+	/* A session that holds a slot without logging in ends after
+	 * --login-timeout, however busy it keeps the handler with frames. */
+	frame_set_deadline(&s->io, (int)conf.login_timeout);
 	enter(s, S_HELLO);
 
 	for (;;) {
@@ -1491,7 +1505,8 @@ main(int argc, char *argv[])
 			    "too-big");
 			break;
 		case FR_TIMEOUT:
-			session_fail(s, 500, "timeout");
+			session_fail(s, 500, frame_deadline_passed(&s->io) ?
+			    "login-timeout" : "timeout");
 			break;
 		case FR_BADFRAME:
 			/* only the key frame can be malformed */

@@ -48,6 +48,7 @@ enum {
 struct frameio {
 	int		 rfd, wfd;
 	int		 timeout_ms;	/* idle limit per wait, <= 0: none */
+	long		 deadline_ms;	/* no wait past it (monotonic), 0: none */
 	unsigned char	*in;		/* read buffer */
 	size_t		 incap, inoff, inlen;	/* [inoff, inoff+inlen) unread */
 	size_t		 scanned;	/* bytes of the frame already searched */
@@ -66,6 +67,13 @@ struct frameio {
 int	frame_init(struct frameio *io, int rfd, int wfd, int timeout_sec);
 /* Wipes and frees everything io holds; io may be reused after frame_init. */
 void	frame_free(struct frameio *io);
+/*
+ * Sets a deadline, seconds from now, that no read waits past (0 clears
+ * it): the handler's login phase.  Frames already buffered are still
+ * served.  Returns 1 if a deadline is set and has passed, else 0.
+ */
+void	frame_set_deadline(struct frameio *io, int seconds);
+int	frame_deadline_passed(const struct frameio *io);
 /* Switches io to AES-256-ECB with key (32 bytes); key is copied. */
 int	frame_setkey(struct frameio *io, const unsigned char *key);
 

@@ -70,3 +70,14 @@ setup() {
 	[ "${lines[5]}" = "[handler exit 78]" ]
 	grep -q "error users=$DB reason=" "$HLOG"
 }
+
+@test "a client that does not log in within --login-timeout is cut off with 500" {
+	run -0 client_script login-timeout --login-timeout 1
+	check_golden login-timeout
+	grep -q 'end reason=login-timeout code=500 state=S_COMMAND' "$HLOG"
+}
+
+@test "after 210 the login deadline no longer applies" {
+	run -0 client_script login-timeout-after --login-timeout 1
+	check_golden login-timeout-after
+}

@@ -253,6 +253,23 @@ main(void)
 	frame_free(&io);
 	close(wfd);
 
+	/* the login deadline: buffered frames are still served, a wait is
+	 * cut short (the idle timeout alone would allow 1 s) */
+	feed(&io, &wfd, "one\r\n\r\n", 7, 0);
+	io.timeout_ms = 5000;
+	frame_set_deadline(&io, 1);
+	io.deadline_ms -= 1000;	/* already passed */
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_OK && len == 3, "a passed deadline still serves a "
+	    "buffered frame");
+	r = frame_read(&io, FT_PLAIN, 4096, &data, &len);
+	check(r == FR_TIMEOUT && frame_deadline_passed(&io),
+	    "a passed deadline ends the wait for the next frame at once");
+	frame_set_deadline(&io, 0);
+	check(!frame_deadline_passed(&io), "a cleared deadline never passes");
+	frame_free(&io);
+	close(wfd);
+
 	/* a frame trickled one byte at a time */
 	n = encrypt_frame("SEND MAIL", 9, -1, ct);
 	memcpy(buf, ct, n);
