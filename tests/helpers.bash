@@ -100,6 +100,19 @@ vector_setup() {
 	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --log-stderr"
 }
 
+# login_then LINE...: the lines of a script that logs alice@example.org
+# in (add_test_users), then the given LINEs.
+login_then() {
+	printf '%s\n' handshake "send 1.0 Hello" "send LOGIN" \
+		"send alice@example.org" "send correct horse" "$@"
+}
+
+# mail_then LINE...: login_then, SEND MAIL from alice to bob, then LINEs.
+mail_then() {
+	login_then "send SEND MAIL" "send mail from: alice@example.org" \
+		"send mail to: bob@example.org" "$@"
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"

@@ -183,21 +183,11 @@ mime() {
 }
 
 @test "non-ASCII subject and file name arrive decoded" {
-	cat > "$T/utf8.in" <<-'EOS'
-	handshake
-	send 1.0 Hello
-	send LOGIN
-	send alice@example.org
-	send correct horse
-	send SEND MAIL
-	send mail from: alice@example.org
-	send mail to: bob@example.org
-	send subject: Zażółć gęślą jaźń
-	body data: Treść wiadomości.
-	send 1
-	attach files/hello.txt naïve-résumé.txt
-	send BYE
-	EOS
+	mail_then 'send subject: Zażółć gęślą jaźń' \
+		'body data: Treść wiadomości.' \
+		'send 1' \
+		'attach files/hello.txt naïve-résumé.txt' \
+		'send BYE' > "$T/utf8.in"
 	run -0 client_script "$T/utf8.in"
 	[ "${lines[-2]}" = "220 Email was sent" ]
 	run -0 mime "$(delivered "$BOB")"
@@ -207,23 +197,13 @@ mime() {
 }
 
 @test "CR/LF in the subject and path tricks in file names make no header" {
-	cat > "$T/inject.in" <<-'EOS'
-	handshake
-	send 1.0 Hello
-	send LOGIN
-	send alice@example.org
-	send correct horse
-	send SEND MAIL
-	send mail from: alice@example.org
-	send mail to: bob@example.org
-	send subject: Hi\r\nBcc: victim@example.org\nX-Evil: 1
-	body data: body
-	send 3
-	attach files/hello.txt ../../etc/passwd
-	attach files/hello.txt a"b\r\nX-Injected: 1.txt
-	attach files/hello.txt C:\\Windows\\evil\x01\x7f.exe
-	send BYE
-	EOS
+	mail_then 'send subject: Hi\r\nBcc: victim@example.org\nX-Evil: 1' \
+		'body data: body' \
+		'send 3' \
+		'attach files/hello.txt ../../etc/passwd' \
+		'attach files/hello.txt a"b\r\nX-Injected: 1.txt' \
+		'attach files/hello.txt C:\\Windows\\evil\x01\x7f.exe' \
+		'send BYE' > "$T/inject.in"
 	run -0 client_script "$T/inject.in"
 	[ "${lines[-2]}" = "220 Email was sent" ]
 	f=$(delivered "$BOB")
@@ -239,21 +219,11 @@ mime() {
 }
 
 @test "NUL bytes: a space in the subject, kept (quoted-printable) in the body, 300 in a command" {
-	cat > "$T/nul.in" <<-'EOS'
-	handshake
-	send 1.0 Hello
-	send LOGIN
-	send alice@example.org
-	send correct horse
-	send SEND MAIL
-	send mail from: alice@example.org
-	send mail to: bob@example.org
-	send subject: a\x00b
-	body data: x\x00y
-	send 0
-	send LOG\x00IN
-	send BYE
-	EOS
+	mail_then 'send subject: a\x00b' \
+		'body data: x\x00y' \
+		'send 0' \
+		'send LOG\x00IN' \
+		'send BYE' > "$T/nul.in"
 	run -0 client_script "$T/nul.in"
 	[ "${lines[-3]}" = "220 Email was sent" ]
 	[ "${lines[-2]}" = "300 Not recognized command" ]
