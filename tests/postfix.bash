@@ -20,6 +20,7 @@ PF_DOMAIN=usmtp.test
 # MAIL_CONFIG, and PF_SENDMAIL, a path to give as the sendmail program.
 pf_start() {
 	local u
+	[ "$(id -u)" -eq 0 ] || skip "needs root: a private Postfix instance"
 	PF=$(mktemp -d /tmp/usmtp-postfix.XXXXXX)
 	# virtual(8) runs as nobody: it must be able to reach $PF/mail.
 	chmod 755 "$PF"
