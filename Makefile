@@ -69,7 +69,7 @@ tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-%.o: %.c usmtp.h
+%.o: %.c usmtp.h tests/unit/tap.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
 # The packages first: on a fresh machine nothing builds without them.

@@ -21,17 +21,15 @@
 #include <unistd.h>
 
 #include "usmtp.h"
+#include "tap.h"
 
 #define READS		100	/* opens while the writer runs */
 #define WRITES_MAX	2000	/* the writer stops after this many */
 #define TIMING_ROUNDS	5
 
-static int ntest, nfail;
 static volatile sig_atomic_t stop;
 static char dir[] = "/tmp/auth-test.XXXXXX";
 
-static void	ok(int, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
 static void	good_addr(const char *, const char *);
 static void	bad_addr(const char *, size_t, const char *);
 static void	test_addr(void);
@@ -47,22 +45,6 @@ static int	count_user(void *, const char *, const char *);
 static void	writer(const char *, const char *);
 static void	onterm(int);
 static void	cleanup(void);
-
-static void
-ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (!cond)
-		nfail++;
-	printf("%sok %d - ", cond ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
 
 static void
 good_addr(const char *in, const char *want)
@@ -567,6 +549,5 @@ main(void)
 	test_concurrent();
 	test_locked();
 	cleanup();
-	printf("1..%d\n# %d passed, %d failed\n", ntest, ntest - nfail, nfail);
-	return nfail != 0;
+	return tap_done();
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "usmtp.h"
+#include "tap.h"
 
 #define FILE_BYTES	(64 + THROTTLE_SLOTS * 32)
 #define FLOOD		100000	/* distinct addresses */
@@ -26,11 +27,8 @@
 #define WRITES		200	/* failures each */
 #define WINDOW		900
 
-static int ntest, nfail;
 static char dir[] = "/tmp/throttle-test.XXXXXX";
 
-static void	ok(int, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
 static void	key(const char *, int, const char *);
 static void	fake(unsigned, struct throttle_key *);
 static off_t	size_of(const char *);
@@ -40,21 +38,6 @@ static void	test_flood(void);
 static void	test_writers(void);
 static void	test_bad_files(void);
 static void	cleanup(void);
-
-static void
-ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (!cond)
-		nfail++;
-	printf("%sok %d - ", cond ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-}
 
 /* peer gives r, and the key text want when r is 1. */
 static void
@@ -365,6 +348,5 @@ main(void)
 	test_writers();
 	test_bad_files();
 	cleanup();
-	printf("1..%d\n# %d passed, %d failed\n", ntest, ntest - nfail, nfail);
-	return nfail != 0;
+	return tap_done();
 }

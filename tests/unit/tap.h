@@ -1,0 +1,41 @@
+/*
+ * tap.h -- the TAP reporting the C unit tests share: ok() prints one
+ * "ok N - what" line per check, tap_done() the plan and a summary line
+ * and returns the exit status.  Include once, in the test's one file.
+ */
+#ifndef TAP_H
+#define TAP_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static int	ntest, nfail;
+
+static void	ok(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	tap_done(void);
+
+static void
+ok(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	ntest++;
+	if (!cond)
+		nfail++;
+	printf("%sok %d - ", cond ? "" : "not ", ntest);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);	/* before any fork of the test */
+}
+
+static int
+tap_done(void)
+{
+	printf("1..%d\n# %d passed, %d failed\n", ntest, ntest - nfail, nfail);
+	return nfail != 0;
+}
+
+#endif /* TAP_H */
