@@ -2426,6 +2426,7 @@ main(int argc, char *argv[])
 	long		 v;
 	int		 ch;
 
+	crypto_init(0);
 	atexit(cleanup);
 	signal(SIGPIPE, SIG_IGN);
 	opt.port = DEFAULT_PORT;

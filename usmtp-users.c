@@ -495,6 +495,7 @@ main(int argc, char *argv[])
 	int opts_done = 0;
 	long l;
 
+	crypto_init(0);
 	for (i = 1; i < argc; i++) {
 		a = argv[i];
 		if (!opts_done && strcmp(a, "--") == 0) {

@@ -10,6 +10,7 @@
 #define USMTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <openssl/evp.h>
@@ -24,6 +25,13 @@
 #define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
 
 /* crypto.c */
+
+/*
+ * Initialises OpenSSL with opts (OPENSSL_INIT_* flags, 0 for the usual)
+ * and picks the random generator; call once, before any other crypto
+ * or RAND call.
+ */
+void	crypto_init(uint64_t opts);
 
 /* Frame kinds (PROTOCOL.md 2, 3). */
 enum ftype {
