@@ -132,9 +132,11 @@ def main():
             die("part %d is not base64" % i)
         if part.get_content_disposition() != "attachment":
             die("part %d is not an attachment" % i)
-        for line in part.get_payload().split("\n"):
-            if len(line) > 76:
-                die("part %d: base64 line of %d" % (i, len(line)))
+        lines = part.get_payload().rstrip("\n").split("\n")
+        for n, line in enumerate(lines, 1):
+            # ours: 76 columns exactly, but for the last line
+            if len(line) > 76 or (n < len(lines) and len(line) != 76):
+                die("part %d: base64 line %d of %d" % (i, n, len(line)))
         data = part.get_payload(decode=True)
         print("attachment %d: type=%s filename=%r size=%d sha256=%s" % (
             i, part.get_content_type(), part.get_filename(), len(data),
