@@ -1286,7 +1286,7 @@ att_sink(void *arg, const unsigned char *p, size_t len)
 {
 	struct message		*m = arg;
 	unsigned char		 out[STREAM_CHUNK_BYTES + 16];
-	size_t			 body, take, outl;
+	size_t			 body, take, outl, used = 0;
 
 	body = m->att_total - 4;
 	while (len > 0) {
@@ -1302,13 +1302,15 @@ att_sink(void *arg, const unsigned char *p, size_t len)
 			if (aes_stream_update(&m->att_aes, p, take, out,
 			    &outl) == -1)
 				return -1;
+			if (outl > used)
+				used = outl;
 			att_emit(m, out, outl);
 		}
 		m->att_seen += take;
 		p += take;
 		len -= take;
 	}
-	OPENSSL_cleanse(out, sizeof(out));
+	OPENSSL_cleanse(out, used);	/* not all 64 KiB per read */
 	return 0;
 }
 
