@@ -54,6 +54,40 @@ teardown() {
 	grep -q -F "hello over IPv6" "${lines[0]}"
 }
 
+# The shipped limits, with connections held open (back-to-back sessions
+# would race xinetd's count of ended ones): per_source = 16 lets 16
+# sessions from one address run at once and closes a 17th at once.
+@test "the shipped per_source lets 16 sessions from one address in at once and closes a 17th" {
+	run -0 timeout 60 "$PY" - "$XPORT" <<-\EOP
+	import socket, sys
+	port = int(sys.argv[1])
+	def greet():
+	    """Connects and says hello; the reply, b"" if closed at once."""
+	    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+	    buf = b""
+	    try:
+	        s.sendall(b"hello ssl1.0?\r\n\r\n")
+	        while not buf.endswith(b"\r\n\r\n"):
+	            d = s.recv(100)
+	            if not d:
+	                break
+	            buf += d
+	    except ConnectionError:
+	        pass
+	    return s, buf
+	held = []
+	for i in range(16):
+	    s, r = greet()
+	    if r != b"201 ssl valid\r\n\r\n":
+	        sys.exit("session %d: %r" % (i + 1, r))
+	    held.append(s)
+	s, r = greet()
+	print("17th: %r" % r)
+	held[0].close()
+	EOP
+	[ "${lines[-1]}" = "17th: b''" ]
+}
+
 @test "a scripted login through xinetd gets every reply in order and ends on BYE" {
 	cat >"$T/script" <<-\EOS
 	handshake
