@@ -8,13 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -39,13 +37,9 @@ struct list {
 	size_t		 n, cap;
 };
 
-static volatile sig_atomic_t gotsig;
-
 static void	usage(FILE *);
 static int	usage_error(const char *, const char *);
 static const char *shown(const char *);
-static void	onsig(int);
-static int	read_line(int, char *, size_t, size_t *);
 static int	read_tty(const char *, char *, size_t, size_t *);
 static int	get_password(int, int, char *, size_t, size_t *);
 static int	user_state(const char *, const char *);
@@ -108,109 +102,22 @@ shown(const char *s)
 	return buf;
 }
 
-static void
-onsig(int sig)
-{
-	gotsig = sig;
-}
-
-/*
- * Reads one line from fd a byte at a time (no stdio buffer keeps a copy)
- * into buf, without "\n" or "\r\n".  0; -1 at EOF before any byte or on
- * an error (errno); -2 when longer than bufsz - 1 bytes.
- */
-static int
-read_line(int fd, char *buf, size_t bufsz, size_t *len)
-{
-	size_t n = 0;
-	ssize_t r;
-	char c;
-	int toolong = 0;
-
-	for (;;) {
-		r = read(fd, &c, 1);
-		if (r == -1 && errno == EINTR && !gotsig)
-			continue;
-		if (r == -1)
-			return -1;
-		if (r == 0) {
-			if (n == 0 && !toolong) {
-				errno = 0;
-				return -1;
-			}
-			break;
-		}
-		if (c == '\n')
-			break;
-		if (n + 1 < bufsz)
-			buf[n++] = c;
-		else
-			toolong = 1;
-	}
-	c = 0;
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	*len = n;
-	return toolong ? -2 : 0;
-}
-
-/* Asks on /dev/tty with echo off; a signal restores the terminal first. */
+/* Asks on the terminal with echo off; a message when that fails. */
 static int
 read_tty(const char *prompt, char *buf, size_t bufsz, size_t *len)
 {
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
-	struct sigaction sa, osa[sizeof(sigs) / sizeof(sigs[0])];
-	struct termios old, quiet;
-	size_t i;
-	int fd, rv, saved;
+	const char	*why;
+	int		 r;
 
-	if ((fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) == -1) {
-		fprintf(stderr, PROG ": /dev/tty: %s (use --password-stdin)\n",
-		    strerror(errno));
-		return -1;
-	}
-	if (tcgetattr(fd, &old) == -1) {
-		fprintf(stderr, PROG ": /dev/tty: %s\n", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = onsig;	/* no SA_RESTART: read() returns EINTR */
-	sigemptyset(&sa.sa_mask);
-	gotsig = 0;
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, &osa[i]);
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)ECHO;
-	quiet.c_lflag |= ECHONL;
-	if (tcsetattr(fd, TCSAFLUSH, &quiet) == -1 ||
-	    write(fd, prompt, strlen(prompt)) == -1)
-		rv = -1;
-	else
-		rv = read_line(fd, buf, bufsz, len);
-	saved = errno;
-	tcsetattr(fd, TCSAFLUSH, &old);
-	close(fd);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &osa[i], NULL);
-	if (gotsig) {
-		OPENSSL_cleanse(buf, bufsz);
-		raise(gotsig);
-		fprintf(stderr, PROG ": interrupted\n");
-		return -1;
-	}
-	if (rv == -2) {
+	if ((r = tty_read_secret(prompt, buf, bufsz, len, &why)) == 0)
+		return 0;
+	if (r == -2)
 		fprintf(stderr, PROG ": password longer than %d bytes\n",
 		    PW_MAX);
-		return -1;
-	}
-	if (rv == -1) {
-		fprintf(stderr, PROG ": /dev/tty: %s\n",
-		    saved != 0 ? strerror(saved) : "end of input");
-		return -1;
-	}
-	return 0;
+	else
+		fprintf(stderr, PROG ": /dev/tty: %s (use --password-stdin)\n",
+		    why);
+	return -1;
 }
 
 /*
@@ -227,7 +134,7 @@ get_password(int from_stdin, int twice, char *pw, size_t pwsz,
 	int r, rv = EX_NOINPUT;
 
 	if (from_stdin) {
-		r = read_line(STDIN_FILENO, pw, pwsz, pwlen);
+		r = read_line_fd(STDIN_FILENO, pw, pwsz, pwlen);
 		if (r == -2) {
 			fprintf(stderr,
 			    PROG ": password longer than %d bytes\n", PW_MAX);

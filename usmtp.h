@@ -24,6 +24,32 @@
 #define MAX_ATTACHMENTS		5	/* PROTOCOL.md 6 */
 #define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
 
+/* util.c */
+
+/* Milliseconds of the monotonic clock (never steps back). */
+long	clock_ms(void);
+/*
+ * Grows *buf (capacity *cap) to hold at least need bytes, doubling.  A
+ * secret buffer is never realloc'd: the old copy is wiped and freed.
+ * 0, or -1 when out of memory (*buf unchanged).
+ */
+int	buf_grow(unsigned char **buf, size_t *cap, size_t need, int secret);
+/*
+ * Reads one line from fd a byte at a time (no stdio buffer keeps a copy)
+ * into buf, NUL-terminated, without its "\n" or "\r\n"; *len is set.
+ * 0; -1 at end of input before any byte (errno 0) or on an error
+ * (errno); -2 when longer than bufsz - 1 bytes.
+ */
+int	read_line_fd(int fd, char *buf, size_t bufsz, size_t *len);
+/*
+ * Shows prompt on /dev/tty and reads one line there with echo off.  A
+ * signal meanwhile restores the terminal, then is raised again.  0; -1
+ * (*why) when there is no terminal, input ended or a signal came; -2
+ * when longer than bufsz - 1 bytes.  buf is wiped on failure.
+ */
+int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
+	    size_t *len, const char **why);
+
 /* crypto.c */
 
 /*
