@@ -357,6 +357,35 @@ int	throttle_fail(const char *path, const struct throttle_key *k,
 	    unsigned window, time_t now, unsigned *failures,
 	    const char **why);
 
+/* replay.c */
+
+/*
+ * The replay cache (usmtp(7), SECURITY): keyed fingerprints of accepted
+ * RSA key blocks in a fixed-size state file shared by all handler
+ * processes under flock(2).  The REPLAY_RING most recently recorded
+ * blocks are always remembered (older ones are forgotten in the order
+ * recorded); a fresh block is taken for a known one with probability at
+ * most REPLAY_RING / 2^64 (2^-44).  The file is REPLAY_FILE_BYTES
+ * (24 MiB + 4 KiB), never more, created sparse.
+ */
+#define REPLAY_RING		1048576	/* blocks remembered, at least */
+#define REPLAY_INDEX		(2 * REPLAY_RING)	/* hash slots */
+#define REPLAY_FILE_BYTES	(4096 + 8 * (off_t)(REPLAY_RING + REPLAY_INDEX))
+
+/*
+ * Under one exclusive lock, tells whether block (len bytes) was
+ * recorded in the file at path (*seen 1) and records it if not (*seen
+ * 0); a block seen again is not recorded again.  A missing file is
+ * created (mode 0600) by writing a whole new file under a temporary
+ * name and linking it into place.  A damaged file -- ours by its magic,
+ * size or emptiness -- is replaced the same way: then 1 and *why says
+ * what was wrong (the caller logs it), *seen as usual.  Any other file
+ * at path is left alone.  0 when done; -1 (*why) when nothing could be
+ * told or recorded: the caller lets the session go on (fail open).
+ */
+int	replay_check_insert(const char *path, const void *block, size_t len,
+	    int *seen, const char **why);
+
 /* usmtp-handler.c, fuzz builds only (tests/fuzz) */
 #ifdef USMTP_FUZZ
 #include <setjmp.h>
