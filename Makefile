@@ -49,7 +49,8 @@ DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
 
-usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o
+usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o replay.o \
+	    util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
 
 usmtp-client: usmtp-client.o crypto.o

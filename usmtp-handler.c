@@ -59,6 +59,7 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
+#define DEF_REPLAY_DB	"/var/lib/usmtp/replay.db"
 #define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
@@ -85,6 +86,7 @@ struct conf {
 	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
+	const char	*replay_db;	/* NULL: no replay cache */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -125,7 +127,8 @@ struct session {
 static struct conf	 conf = {
 	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC
+	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC,
+	DEF_REPLAY_DB
 };
 static struct session	*logsess;
 
@@ -175,6 +178,7 @@ static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
 static int	 throttle_refused(struct session *s);
 static unsigned	 throttle_record(struct session *s, struct throttle_key *k);
+static int	 replay_seen(const unsigned char *block, size_t len);
 
 /* What each state reads: frame kind and the size limit that applies. */
 static const struct {
@@ -247,6 +251,7 @@ usage(int status)
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-window SECONDS]\n"
+"                     [--replay-db FILE]\n"
 "                     [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
@@ -273,6 +278,9 @@ usage(int status)
 "                           logins, 0 never (%d)\n"
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
+"  --replay-db FILE         the key blocks of the last million sessions, so\n"
+"                           that a recorded session replayed gets 504; \"none\"\n"
+"                           or \"\" turns it off (" DEF_REPLAY_DB ")\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  --help                   show this help\n"
 "  --version                show the version\n"
@@ -360,6 +368,9 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, 7 * 86400, &n) == -1 || n == 0)
 			return -1;
 		conf.throttle_window = (unsigned)n;
+	} else if (strcmp(name, "replay-db") == 0) {
+		conf.replay_db = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
 	} else if (strcmp(name, "log-stderr") == 0) {
 		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
 		    strcmp(val, "1") == 0)
@@ -429,7 +440,8 @@ read_config(const char *path)
 		/* Numbers and flags are parsed, not kept: no leak. */
 		if (copy != conf.cert && copy != conf.key &&
 		    copy != conf.users && copy != conf.maildir &&
-		    copy != conf.sendmail && copy != conf.throttle_db)
+		    copy != conf.sendmail && copy != conf.throttle_db &&
+		    copy != conf.replay_db)
 			free(copy);
 	}
 	fclose(f);
@@ -825,6 +837,11 @@ st_key(struct session *s, char *p, size_t len)
 		    outlen);
 		session_fail(s, 505, "handshake");
 	}
+	if (replay_seen((unsigned char *)p, len)) {
+		OPENSSL_cleanse(out, sizeof(out));
+		logx(LOG_WARNING, "handshake result=fail code=504 reason=replay");
+		session_fail(s, 504, "replay");
+	}
 #endif
 	memcpy(s->key, out, SESSION_KEY_BYTES);
 	OPENSSL_cleanse(out, sizeof(out));
@@ -1009,6 +1026,32 @@ throttle_record(struct session *s, struct throttle_key *k)
 		return 0;
 	}
 	return n;
+}
+
+/*
+ * usmtp(7), SECURITY: a key block accepted before means a recorded
+ * session played again.  1 when the block was seen; trouble with the
+ * file is logged and lets the session go on (0): a broken replay cache
+ * must not stop all mail.
+ */
+static int
+replay_seen(const unsigned char *block, size_t len)
+{
+	const char	*why;
+	int		 seen, r;
+
+	if (conf.replay_db == NULL)
+		return 0;
+	r = replay_check_insert(conf.replay_db, block, len, &seen, &why);
+	if (r == -1) {
+		logx(LOG_ERR, "error replay=%s reason=\"%s\"", conf.replay_db,
+		    why);
+		return 0;
+	}
+	if (r == 1)
+		logx(LOG_ERR, "error replay=%s reason=\"%s\" action=rebuilt",
+		    conf.replay_db, why);
+	return seen;
 }
 
 static void
@@ -1395,6 +1438,7 @@ main(int argc, char *argv[])
 		{ "throttle-db", required_argument, NULL, 0 },
 		{ "throttle-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
+		{ "replay-db", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1413,7 +1457,8 @@ main(int argc, char *argv[])
 		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
 		NULL, 0, 0,	/* no throttle file */
-		DEF_LOGIN_SEC
+		DEF_LOGIN_SEC,
+		NULL	/* no replay cache */
 	};
 	conf = defconf;
 	memset(s, 0, sizeof(*s));
