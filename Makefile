@@ -44,7 +44,7 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
-	  tests/unit/replay-test
+	  tests/unit/replay-test tests/unit/limit-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
@@ -69,6 +69,9 @@ tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/replay-test: tests/unit/replay-test.o replay.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/limit-test: tests/unit/limit-test.o limit.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o

@@ -386,6 +386,64 @@ int	throttle_fail(const char *path, const struct throttle_key *k,
 int	replay_check_insert(const char *path, const void *block, size_t len,
 	    int *seen, const char **why);
 
+/* limit.c */
+
+/*
+ * Host-wide slots shared by all handler processes: one-byte locks of
+ * open file descriptions (F_OFD_SETLK) on one small file, which stays
+ * empty.  The kernel drops a process's locks when it exits, however it
+ * dies, so a slot is never leaked.  KDF slots bound how many password
+ * KDF runs go on at once; session slots count the live sessions.
+ */
+#define LIMIT_KDF_MAX		1024	/* KDF slots at most */
+#define LIMIT_SESSIONS_MAX	65536	/* session slots at most */
+#define LIMIT_STRESS_NUM	3	/* stressed: at least 3/4 of the */
+#define LIMIT_STRESS_DEN	4	/* session slots in use */
+
+struct limit {
+	int	fd;		/* the slot file; -1: not open */
+	int	kdf;		/* KDF slot held, -1: none */
+	int	session;	/* session slot held, -1: none */
+};
+
+/*
+ * Opens (creating it, mode 0600) the slot file at path; l holds no slot
+ * yet.  0 or -1 (*why), l->fd then -1: the caller goes on without
+ * limits (fail open).
+ */
+int	limit_open(struct limit *l, const char *path, const char **why);
+/* Closes the file: every slot l holds is released. */
+void	limit_close(struct limit *l);
+/* The number of CPUs this process may run on (at least 1): --max-kdf's
+ * default. */
+unsigned limit_cpus(void);
+/*
+ * Takes one of max KDF slots (max 0: no limit, returns 1 at once),
+ * waiting in sleeps of 10 ms while all are held, until deadline_ms
+ * (clock_ms() time; 0: no deadline).  1 when held (or no limit), 0 when
+ * the deadline passed first, -1 (*why).  Waiters are not queued: a
+ * freed slot goes to whoever tries next.
+ */
+int	limit_kdf_take(struct limit *l, unsigned max, long deadline_ms,
+	    const char **why);
+/* Gives the KDF slot back, if l holds one. */
+void	limit_kdf_release(struct limit *l);
+/*
+ * Takes a free one of max session slots, for the life of the process
+ * (or until limit_close), never waiting.  1 when taken (or already
+ * held), 0 when all max are held, -1 (*why).
+ */
+int	limit_session_take(struct limit *l, unsigned max, const char **why);
+/*
+ * *busy gets the number of the first max session slots held by anyone,
+ * l included: a few microseconds per slot.  0 or -1 (*why).
+ */
+int	limit_sessions(struct limit *l, unsigned max, unsigned *busy,
+	    const char **why);
+/* 1 when busy of max session slots is stress (LIMIT_STRESS_NUM /
+ * LIMIT_STRESS_DEN or more; max 0: never), else 0. */
+int	limit_stressed(unsigned busy, unsigned max);
+
 /* usmtp-handler.c, fuzz builds only (tests/fuzz) */
 #ifdef USMTP_FUZZ
 #include <setjmp.h>
