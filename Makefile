@@ -50,7 +50,7 @@ DRIVERS	= tests/unit/mail-build
 all: $(PROGS)
 
 usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o replay.o \
-	    util.o
+	    limit.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
 
 usmtp-client: usmtp-client.o crypto.o

@@ -60,6 +60,8 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
 #define DEF_REPLAY_DB	"/var/lib/usmtp/replay.db"
+#define DEF_SLOT_FILE	"/var/lib/usmtp/slots"
+#define DEF_MAX_KDF	-1		/* KDF runs at once: the CPU count */
 #define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
@@ -87,6 +89,8 @@ struct conf {
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
 	const char	*replay_db;	/* NULL: no replay cache */
+	const char	*slot_file;	/* NULL: no host-wide slots */
+	long		 max_kdf;	/* KDF runs at once, 0 any, -1 CPUs */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -128,9 +132,10 @@ static struct conf	 conf = {
 	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
 	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC,
-	DEF_REPLAY_DB
+	DEF_REPLAY_DB, DEF_SLOT_FILE, DEF_MAX_KDF
 };
 static struct session	*logsess;
+static struct limit	 limits = { -1, -1, -1 };	/* --slot-file */
 
 static void	 usage(int status);
 static int	 set_option(const char *name, const char *val, const char **why);
@@ -179,6 +184,8 @@ static int	 login_error(struct session *s, int code);
 static int	 throttle_refused(struct session *s);
 static unsigned	 throttle_record(struct session *s, struct throttle_key *k);
 static int	 replay_seen(const unsigned char *block, size_t len);
+static int	 login_check(struct session *s, const char *pw, size_t pwlen,
+		    const char **why);
 
 /* What each state reads: frame kind and the size limit that applies. */
 static const struct {
@@ -251,7 +258,7 @@ usage(int status)
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-window SECONDS]\n"
-"                     [--replay-db FILE]\n"
+"                     [--replay-db FILE] [--slot-file FILE] [--max-kdf N]\n"
 "                     [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
@@ -281,6 +288,11 @@ usage(int status)
 "  --replay-db FILE         the key blocks of the last million sessions, so\n"
 "                           that a recorded session replayed gets 504; \"none\"\n"
 "                           or \"\" turns it off (" DEF_REPLAY_DB ")\n"
+"  --slot-file FILE         the host-wide KDF slots (--max-kdf); \"none\" or\n"
+"                           \"\" turns them off (" DEF_SLOT_FILE ")\n"
+"  --max-kdf N              at most N password checks at once on the host,\n"
+"                           the others wait their turn; 0 no limit (the\n"
+"                           number of CPUs)\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  --help                   show this help\n"
 "  --version                show the version\n"
@@ -371,6 +383,13 @@ set_option(const char *name, const char *val, const char **why)
 	} else if (strcmp(name, "replay-db") == 0) {
 		conf.replay_db = *val == '\0' || strcmp(val, "none") == 0 ?
 		    NULL : val;
+	} else if (strcmp(name, "slot-file") == 0) {
+		conf.slot_file = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+	} else if (strcmp(name, "max-kdf") == 0) {
+		if (parse_num(val, LIMIT_KDF_MAX, &n) == -1)
+			return -1;
+		conf.max_kdf = (long)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
 		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
 		    strcmp(val, "1") == 0)
@@ -441,7 +460,7 @@ read_config(const char *path)
 		if (copy != conf.cert && copy != conf.key &&
 		    copy != conf.users && copy != conf.maildir &&
 		    copy != conf.sendmail && copy != conf.throttle_db &&
-		    copy != conf.replay_db)
+		    copy != conf.replay_db && copy != conf.slot_file)
 			free(copy);
 	}
 	fclose(f);
@@ -940,8 +959,13 @@ st_login_pass(struct session *s, char *p, size_t len)
 	unsigned		 n;
 	int			 r;
 
-	r = auth_check(s->db, s->addr, p, len, &why);
+	r = login_check(s, p, len, &why);
 	OPENSSL_cleanse(p, len);
+	if (r == -2) {
+		logx(LOG_WARNING, "login user=%s result=timeout reason=kdf-wait",
+		    s->addr);
+		session_fail(s, 500, "login-timeout");
+	}
 	if (r == -1) {
 		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
 		session_fail(s, 500, "config");
@@ -1052,6 +1076,46 @@ replay_seen(const unsigned char *block, size_t len)
 		logx(LOG_ERR, "error replay=%s reason=\"%s\" action=rebuilt",
 		    conf.replay_db, why);
 	return seen;
+}
+
+/*
+ * auth_check() in one of --max-kdf host-wide slots, waiting for one
+ * until the login deadline (else the idle timeout): the password KDF is
+ * the session's one big allocation.  auth_check()'s result, or -2 when
+ * the wait outlasted the deadline.  Trouble with the slot file is logged
+ * and the check runs without a slot (fail open).
+ */
+static int
+login_check(struct session *s, const char *pw, size_t pwlen,
+    const char **why)
+{
+	const char	*lwhy;
+	long		 deadline = 0;
+	unsigned	 max;
+	int		 r;
+
+	max = conf.max_kdf < 0 ? limit_cpus() : (unsigned)conf.max_kdf;
+	if (conf.slot_file != NULL && max > 0 && limits.fd == -1 &&
+	    limit_open(&limits, conf.slot_file, &lwhy) == -1)
+		logx(LOG_ERR, "error slots=%s reason=\"%s\"", conf.slot_file,
+		    lwhy);
+	if (limits.fd != -1 && max > 0) {
+		if (conf.login_timeout > 0)
+			deadline = s->start.tv_sec * 1000L +
+			    s->start.tv_nsec / 1000000L +
+			    conf.login_timeout * 1000L;
+		else if (conf.timeout > 0)
+			deadline = clock_ms() + conf.timeout * 1000L;
+		r = limit_kdf_take(&limits, max, deadline, &lwhy);
+		if (r == 0)
+			return -2;
+		if (r == -1)
+			logx(LOG_ERR, "error slots=%s reason=\"%s\"",
+			    conf.slot_file, lwhy);
+	}
+	r = auth_check(s->db, s->addr, pw, pwlen, why);
+	limit_kdf_release(&limits);
+	return r;
 }
 
 static void
@@ -1439,6 +1503,8 @@ main(int argc, char *argv[])
 		{ "throttle-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
 		{ "replay-db", required_argument, NULL, 0 },
+		{ "slot-file", required_argument, NULL, 0 },
+		{ "max-kdf", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1458,7 +1524,7 @@ main(int argc, char *argv[])
 		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
 		NULL, 0, 0,	/* no throttle file */
 		DEF_LOGIN_SEC,
-		NULL	/* no replay cache */
+		NULL, NULL, 0	/* no replay cache, no slots */
 	};
 	conf = defconf;
 	memset(s, 0, sizeof(*s));

@@ -33,7 +33,7 @@ usmtp_keys() {
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
 # database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
 # handler command line, logging to stderr, with its own throttle file,
-# and replay cache) and makes keys.  USMTP_WRAP,
+# replay cache and slot file) and makes keys.  USMTP_WRAP,
 # when set, is put in front of HANDLER: "make check-valgrind" runs the
 # handler under valgrind that way.
 usmtp_setup() {
@@ -42,7 +42,7 @@ usmtp_setup() {
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --timeout 10 --log-stderr"
+	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --timeout 10 --log-stderr"
 }
 
 # skip_if_sanitized: skips a test that measures memory or time, whose
@@ -97,7 +97,7 @@ vector_setup() {
 	add_user testprotokolu1@wp.pl example123
 	add_user testprotokolu2@wp.pl example123
 	add_user aligned16@abc.pl sixteen-chars-pw
-	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --log-stderr"
+	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --log-stderr"
 }
 
 # login_then LINE...: the lines of a script that logs alice@example.org
@@ -166,6 +166,7 @@ xinetd_start() {
 	maildir = $MAIL/%d/%u/Maildir
 	throttle-db = $T/throttle.db
 	replay-db = $T/replay.db
+	slot-file = $T/slots
 	timeout = 10
 	EOC
 	sed -e "s|@SBINDIR@|$TOP|g" -e "s|@BINDIR@|$TOP|g" \
