@@ -46,6 +46,8 @@ PROGS	= usmtp-handler usmtp-client usmtp-users
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
 	  tests/unit/replay-test tests/unit/limit-test
 DRIVERS	= tests/unit/mail-build
+# drivers of "make bench" (tools/bench)
+BENCH_DRIVERS = tests/unit/replay-bench
 
 all: $(PROGS)
 
@@ -74,6 +76,9 @@ tests/unit/replay-test: tests/unit/replay-test.o replay.o util.o
 tests/unit/limit-test: tests/unit/limit-test.o limit.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
+tests/unit/replay-bench: tests/unit/replay-bench.o replay.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
@@ -89,7 +94,7 @@ check:
 
 bench:
 	tools/need-packages bench
-	$(MAKE) all
+	$(MAKE) all $(BENCH_DRIVERS)
 	tools/bench
 
 demo:
@@ -98,7 +103,7 @@ demo:
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) $(BENCH_DRIVERS) *.o tests/unit/*.o
 
 .PHONY: all check demo bench clean
 
