@@ -48,16 +48,16 @@ DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
 
-usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o
+usmtp-handler: usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
 
-usmtp-client: usmtp-client.o crypto.o
+usmtp-client: usmtp-client.o dial.o frame.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 usmtp-users: usmtp-users.o auth.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-tests/unit/frame-test: tests/unit/frame-test.o crypto.o
+tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
@@ -104,8 +104,9 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
 FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
 
-tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c crypto.c usmtp.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c crypto.c -lcrypto
+tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
+	    util.c -lcrypto
 
 # the handler and every module: all .c files but the other programs'
 FUZZ_HANDLER_SRCS = $(filter-out usmtp-client.c usmtp-users.c,$(wildcard *.c))

@@ -96,19 +96,11 @@ struct message {
 	int		 nattach, cur, nrejects, nbadhead;
 	struct mail	*mail;
 	const char	*fail;		/* set: deliver nothing, answer 451 */
-	/* the attachment being received */
-	size_t		 att_total, att_seen, att_size, att_out;
-	int		 att_sized;
-	size_t		 att_spaces;	/* trailing spaces held back */
-	unsigned char	 att_tail[4];
-	struct aes_stream att_aes;
 };
 
 struct session {
 	enum state	 state;
 	struct frameio	 io;
-	unsigned char	 key[SESSION_KEY_BYTES];	/* wiped at the end; the
-							 * attachment streams need it */
 	char		 id[9];
 	char		 peer[INET6_ADDRSTRLEN + 16];
 	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
@@ -166,10 +158,8 @@ static void	 st_body(struct session *, char *, size_t);
 static void	 st_natt(struct session *, char *, size_t);
 static void	 st_att_head(struct session *, char *, size_t);
 static int	 parse_dec(const char *p, unsigned long long *out);
-static void	 st_att_data(struct session *);
+static void	 att_read(struct session *s, uint64_t n, int64_t size);
 static int	 att_sink(void *arg, const unsigned char *p, size_t len);
-static int	 att_emit(struct message *m, const unsigned char *p, size_t len);
-static int	 att_put(struct message *m, const unsigned char *p, size_t len);
 static void	 next_attachment(struct session *s);
 static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
@@ -194,7 +184,7 @@ static const struct {
 	[S_BODY] =	 { FT_CIPHER_DOT, st_body },
 	[S_NATT] =	 { FT_CIPHER, st_natt },
 	[S_ATT_HEAD] =	 { FT_CIPHER, st_att_head },
-	[S_ATT_DATA] =	 { FT_CIPHER, NULL },
+	[S_ATT_DATA] =	 { FT_CIPHER, NULL },	/* att_read() reads it */
 };
 
 static const struct {
@@ -606,8 +596,6 @@ message_clear(struct message *m)
 {
 	if (m->mail != NULL)
 		mail_abort(m->mail);
-	if (m->att_aes.ctx != NULL)
-		aes_stream_free(&m->att_aes);
 	if (m->subject != NULL) {
 		OPENSSL_cleanse(m->subject, m->subjectlen);
 		free(m->subject);
@@ -643,7 +631,6 @@ session_end(struct session *s, int status, const char *reason, int code)
 	else
 		logx(status ? LOG_WARNING : LOG_INFO, "end reason=%s state=%s "
 		    "duration=%.3f", reason, statenames[s->state], secs);
-	OPENSSL_cleanse(s->key, sizeof(s->key));
 	frame_free(&s->io);
 	session_exit(status);
 }
@@ -826,10 +813,10 @@ st_key(struct session *s, char *p, size_t len)
 		session_fail(s, 505, "handshake");
 	}
 #endif
-	memcpy(s->key, out, SESSION_KEY_BYTES);
-	OPENSSL_cleanse(out, sizeof(out));
 	reply(s, 203);
-	if (frame_setkey(&s->io, s->key) == -1)
+	r = frame_setkey(&s->io, out);
+	OPENSSL_cleanse(out, sizeof(out));
+	if (r == -1)
 		session_fail(s, 500, "crypto");
 	logx(LOG_INFO, "handshake result=ok dialect=%s",
 	    s->refdialect ? "reference" : "document");
@@ -1217,131 +1204,54 @@ st_att_head(struct session *s, char *p, size_t len)
 	if (m->fail == NULL && m->mail != NULL &&
 	    mail_attach_begin(m->mail, name ? name : "", namelen, &why) == -1)
 		m->fail = why;
-	if (aes_stream_init(&m->att_aes, s->key, 0) == -1)
-		session_fail(s, 500, "crypto");
-	m->att_total = n;
-	m->att_seen = 0;
-	m->att_size = hassize ? size : 0;
-	m->att_sized = hassize;
-	m->att_out = 0;
-	m->att_spaces = 0;
 	reply(s, 200);
 	enter(s, S_ATT_DATA);
-	st_att_data(s);
+	att_read(s, n, hassize ? (int64_t)size : -1);
 }
 
-/* Hands attachment plaintext to the message, unless it already failed. */
-static int
-att_put(struct message *m, const unsigned char *p, size_t len)
-{
-	const char	*why;
-
-	m->att_out += len;
-	if (m->fail != NULL || m->mail == NULL || len == 0)
-		return 0;
-	if (mail_attach_write(m->mail, p, len, &why) == -1)
-		m->fail = why;	/* keep reading: the stream stays in step */
-	return 0;
-}
-
-/*
- * Passes plaintext on: cut to exactly Size: bytes, or else with trailing
- * spaces held back until a non-space shows they were not padding.
- */
-static int
-att_emit(struct message *m, const unsigned char *p, size_t len)
-{
-	static unsigned char	spaces[512];
-	size_t			j, n;
-
-	if (m->att_sized) {
-		if (len > m->att_size - m->att_out)
-			len = m->att_size - m->att_out;
-		return att_put(m, p, len);
-	}
-	for (j = len; j > 0 && p[j - 1] == ' '; j--)
-		;
-	if (j == 0) {
-		m->att_spaces += len;
-		return 0;
-	}
-	if (spaces[0] != ' ')
-		memset(spaces, ' ', sizeof(spaces));
-	while (m->att_spaces > 0) {
-		n = m->att_spaces < sizeof(spaces) ? m->att_spaces :
-		    sizeof(spaces);
-		att_put(m, spaces, n);
-		m->att_spaces -= n;
-	}
-	m->att_spaces = len - j;
-	return att_put(m, p, j);
-}
-
-/*
- * frame_read_counted() sink: ciphertext up to N-4 is decrypted and
- * passed on in pieces; the last 4 bytes must be CRLFCRLF.
- */
+/* Hands attachment plaintext to the message, unless it already failed;
+ * a failure is kept for the 451 while the stream is read on. */
 static int
 att_sink(void *arg, const unsigned char *p, size_t len)
 {
-	struct message		*m = arg;
-	unsigned char		 out[STREAM_CHUNK_BYTES + 16];
-	size_t			 body, take, outl, used = 0;
+	struct message	*m = arg;
+	const char	*why;
 
-	body = m->att_total - 4;
-	while (len > 0) {
-		if (m->att_seen >= body) {
-			take = len < 4 - (m->att_seen - body) ? len :
-			    4 - (m->att_seen - body);
-			memcpy(m->att_tail + (m->att_seen - body), p, take);
-		} else {
-			take = body - m->att_seen < len ? body - m->att_seen :
-			    len;
-			if (take > STREAM_CHUNK_BYTES)
-				take = STREAM_CHUNK_BYTES;
-			if (aes_stream_update(&m->att_aes, p, take, out,
-			    &outl) == -1)
-				return -1;
-			if (outl > used)
-				used = outl;
-			att_emit(m, out, outl);
-		}
-		m->att_seen += take;
-		p += take;
-		len -= take;
-	}
-	OPENSSL_cleanse(out, used);	/* not all 64 KiB per read */
+	if (m->fail == NULL && m->mail != NULL &&
+	    mail_attach_write(m->mail, p, len, &why) == -1)
+		m->fail = why;
 	return 0;
 }
 
+/* The content: from the frame layer straight into the message. */
 static void
-st_att_data(struct session *s)
+att_read(struct session *s, uint64_t n, int64_t size)
 {
 	struct message	*m = &s->msg;
 	const char	*why;
 	int		 r;
 
-	r = frame_read_counted(&s->io, m->att_total, att_sink, m);
-	aes_stream_free(&m->att_aes);
+	r = frame_read_content(&s->io, n, size, att_sink, m);
 	if (r == FR_TRUNC)
 		session_end(s, EX_FAIL, "truncated", 0);
 	if (r == FR_TIMEOUT)
 		session_fail(s, 500, "timeout");
-	if (r != FR_OK)
-		session_fail(s, 500, "read");
-	if (memcmp(m->att_tail, "\r\n\r\n", 4) != 0) {
-		/* PROTOCOL.md 6: the stream is out of step. */
+	if (r == FR_BADFRAME) {
+		/* usmtp(7), Attachments: the stream is out of step. */
 		logx(LOG_WARNING, "send user=%s result=refused "
 		    "reason=attachment-framing attachment=%d", s->user, m->cur);
 		session_fail(s, 500, "framing");
 	}
-	if (m->att_sized && m->att_out != m->att_size && m->fail == NULL)
-		m->fail = "attachment shorter than its Size:";
+	if (r != FR_OK) {
+		logx(LOG_ERR, "error reason=\"%s\"",
+		    s->io.why ? s->io.why : "read");
+		session_fail(s, 500, "read");
+	}
 	if (m->fail == NULL && m->mail != NULL &&
 	    mail_attach_end(m->mail, &why) == -1)
 		m->fail = why;
-	/* PROTOCOL.md 6: the document's 200 after content; the reference
-	 * dialect has none. */
+	/* usmtp(7), Attachments: the document's 200 after content; the
+	 * reference dialect has none. */
 	if (!s->refdialect)
 		reply(s, 200);
 	next_attachment(s);

@@ -58,8 +58,36 @@ int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
  * or RAND call.
  */
 void	crypto_init(uint64_t opts);
+/*
+ * A context for AES-256-ECB with key (32 bytes), without padding (the
+ * space padding of usmtp(7), Framing, is the frame layer's): encrypting
+ * when encrypt is 1, decrypting when 0.  NULL on failure.
+ */
+EVP_CIPHER_CTX *aes_ecb_new(const unsigned char *key, int encrypt);
+/* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
+int	aes_ecb(const unsigned char *key, int encrypt,
+	    const unsigned char *in, size_t len, unsigned char *out);
+/*
+ * Loads a PEM private key.  Refuses a file that group or others may read
+ * (checked with fstat on the open descriptor).  Returns NULL and *why.
+ */
+EVP_PKEY *crypto_load_key(const char *path, const char **why);
+/*
+ * Reads the first PEM certificate block of path into a malloc'd string
+ * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
+ */
+char	*crypto_read_cert_pem(const char *path, size_t *len, const char **why);
+/* RSA-OAEP, SHA-256 and MGF1-SHA-256, empty label (usmtp(7), Handshake). */
+int	crypto_rsa_decrypt(EVP_PKEY *key, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+/* Fills buf with n random bytes; 0 or -1. */
+int	crypto_random(void *buf, size_t n);
 
-/* Frame kinds (PROTOCOL.md 2, 3). */
+/* frame.c */
+
+/* Frame kinds (usmtp(7), Framing and Handshake). */
 enum ftype {
 	FT_PLAIN,	/* plaintext, ends at the first CRLFCRLF */
 	FT_PLAIN_DOT,	/* plaintext, ends at the first ".\r\n\r\n" (202) */
@@ -68,7 +96,14 @@ enum ftype {
 	FT_CIPHER_DOT	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
 };
 
-/* frame_read() results. */
+/* How a 1.0 frame is padded with spaces to whole AES blocks. */
+enum fpad {
+	FPAD_ALWAYS,	/* 1..16 spaces, never none: what usmtp sends */
+	FPAD_REF	/* 0..15: the reference implementation's, which
+			 * its own receiver misreads; for testing peers */
+};
+
+/* Results of the frame_read*() calls. */
 enum {
 	FR_OK = 0,
 	FR_EOF,		/* clean end of input before the frame's first byte */
@@ -91,7 +126,9 @@ struct frameio {
 	unsigned char	*plain;		/* last decrypted frame, NUL-ended */
 	size_t		 plaincap;
 	EVP_CIPHER_CTX	*enc, *dec;	/* NULL until frame_setkey() */
-	const char	*why;		/* reason for the last FR_ERROR */
+	int		 eof;		/* the peer's end of input was read */
+	int		 drain;		/* read input while waiting to write */
+	const char	*why;		/* reason for the last failure */
 };
 
 /*
@@ -104,11 +141,11 @@ void	frame_free(struct frameio *io);
 /*
  * Sets a deadline, seconds from now, that no read waits past (0 clears
  * it): the handler's login phase.  Frames already buffered are still
- * served.  Returns 1 if a deadline is set and has passed, else 0.
+ * served.  frame_deadline_passed() is 1 once a set deadline has passed.
  */
 void	frame_set_deadline(struct frameio *io, int seconds);
 int	frame_deadline_passed(const struct frameio *io);
-/* Switches io to AES-256-ECB with key (32 bytes); key is copied. */
+/* Switches io to AES-256-ECB with key (32 bytes, not kept by io). */
 int	frame_setkey(struct frameio *io, const unsigned char *key);
 
 /*
@@ -121,67 +158,110 @@ int	frame_setkey(struct frameio *io, const unsigned char *key);
  */
 int	frame_read(struct frameio *io, enum ftype type, size_t max,
 	    unsigned char **data, size_t *len);
-
 /*
- * Reads exactly n raw bytes of counted data (PROTOCOL.md 6) and passes
- * them on in pieces of at most STREAM_CHUNK_BYTES: sink(arg, p, len)
- * returning -1 stops the read (FR_ERROR, io->why left to the caller).
- * The bytes are passed raw (still encrypted); see aes_stream below.
+ * Reads exactly n raw bytes and passes them on in pieces of at most
+ * STREAM_CHUNK_BYTES: sink(arg, p, len) returning -1 stops the read
+ * (FR_ERROR).  Each piece waits at most one idle timeout.
  */
-int	frame_read_counted(struct frameio *io, size_t n,
+int	frame_read_counted(struct frameio *io, uint64_t n,
 	    int (*sink)(void *arg, const unsigned char *p, size_t len),
+	    void *arg);
+/*
+ * Reads an attachment's content of n bytes as announced by its header
+ * (usmtp(7), Attachments): decrypts it, strips the padding (cut to size
+ * bytes when size >= 0, the header's Size:, else trailing spaces
+ * dropped) and hands the plaintext to sink in pieces; then checks that
+ * the last 4 bytes are CRLFCRLF.  n - 4 must be a multiple of 16 and
+ * size at most n - 4 (the caller has checked the header).  FR_OK;
+ * FR_BADFRAME for a wrong tail (the stream is out of step); FR_TRUNC,
+ * FR_TIMEOUT; FR_ERROR when sink returned -1 or decryption failed.
+ */
+int	frame_read_content(struct frameio *io, uint64_t n, int64_t size,
+	    int (*sink)(void *arg, const unsigned char *p, size_t len),
+	    void *arg);
+/*
+ * The length to announce in an attachment header for a file of size
+ * bytes sent with frame_write_content(): ciphertext plus CRLFCRLF.
+ */
+uint64_t frame_content_length(const struct frameio *io, uint64_t size,
+	    enum fpad pad);
+/*
+ * Sends the content of an attachment: size bytes read from fd, padded,
+ * encrypted (when a key is set) and ended as usmtp(7), Attachments
+ * says, in pieces of STREAM_CHUNK_BYTES, each written out before the
+ * next is read; progress(arg, bytes sent), if not NULL, after each.
+ * 0; -1 when writing failed (io->why); -2 when reading fd failed or it
+ * ended early (io->why, errno).
+ */
+int	frame_write_content(struct frameio *io, int fd, uint64_t size,
+	    enum fpad pad, void (*progress)(void *arg, uint64_t done),
 	    void *arg);
 
 /*
  * Queues one frame: text plus terminator.  With a key set, FT_CIPHER and
- * FT_CIPHER_DOT pad text with 1..16 spaces (PROTOCOL.md 2, "always pad")
- * and encrypt it.  FT_KEY and FT_PLAIN* are sent as given.
- * Returns 0 or -1 (io->why).
+ * FT_CIPHER_DOT pad text with 1..16 spaces (usmtp(7), Framing, "always
+ * pad") and encrypt it; frame_write_padded() pads as pad says.  FT_KEY
+ * and FT_PLAIN* are sent as given.  Returns 0 or -1 (io->why).
  */
 int	frame_write(struct frameio *io, enum ftype type, const void *text,
 	    size_t len);
-/* Queues raw bytes as they are (counted data, test harness). */
+int	frame_write_padded(struct frameio *io, enum ftype type,
+	    const void *text, size_t len, enum fpad pad);
+/* Queues raw bytes as they are. */
 int	frame_write_raw(struct frameio *io, const void *p, size_t len);
-/* Writes out everything queued.  Returns 0 or -1 (io->why). */
+/*
+ * Writes out everything queued, within one idle timeout and never past
+ * the deadline of frame_set_deadline() (the descriptor should be
+ * non-blocking, or a write may wait longer).  With io->drain set, input
+ * that arrives meanwhile is buffered for the next frame_read().  Returns
+ * 0 or -1 (io->why).
+ */
 int	frame_flush(struct frameio *io);
 /* Bytes read but not yet consumed by a frame. */
 size_t	frame_pending(const struct frameio *io);
 
-/*
- * AES-256-ECB over a stream of whole blocks, for attachment content.
- * aes_stream_update() takes any length; it keeps a partial block back.
- */
-struct aes_stream {
-	EVP_CIPHER_CTX	*ctx;
+/* dial.c */
+
+/* Kinds of failure of the dial_*() calls, for the caller's exit status. */
+enum {
+	DIAL_OK = 0,
+	DIAL_UNAVAILABLE,	/* cannot be reached: bad name, refused... */
+	DIAL_TEMPFAIL,		/* might work later: timeout, unreachable */
+	DIAL_PROTOCOL,		/* the server sent something unusable */
+	DIAL_UNTRUSTED,		/* certificate chain, dates or name refused */
+	DIAL_INTERNAL		/* out of memory and the like */
 };
-int	aes_stream_init(struct aes_stream *s, const unsigned char *key,
-	    int encrypt);
-/* out must hold len + 16 bytes; *outlen is set. */
-int	aes_stream_update(struct aes_stream *s, const unsigned char *in,
-	    size_t len, unsigned char *out, size_t *outlen);
-void	aes_stream_free(struct aes_stream *s);
-
-/* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
-int	aes_ecb(const unsigned char *key, int encrypt,
-	    const unsigned char *in, size_t len, unsigned char *out);
 
 /*
- * Loads a PEM private key.  Refuses a file that group or others may read
- * (checked with fstat on the open descriptor).  Returns NULL and *why.
+ * Connects to host (a name or an address literal) and port, trying each
+ * address for at most timeout_ms.  Returns a non-blocking socket, or -1
+ * with *kind (DIAL_UNAVAILABLE or DIAL_TEMPFAIL) and *why.
  */
-EVP_PKEY *crypto_load_key(const char *path, const char **why);
+int	dial_tcp(const char *host, const char *port, int timeout_ms,
+	    int *kind, const char **why);
 /*
- * Reads the first PEM certificate block of path into a malloc'd string
- * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
+ * Runs cmd with /bin/sh -c, its standard input and output one end of a
+ * socket pair; returns the other end (non-blocking) and the child's pid,
+ * or -1 (*why).
  */
-char	*crypto_read_cert_pem(const char *path, size_t *len, const char **why);
-/* RSA-OAEP, SHA-256 and MGF1-SHA-256, empty label (PROTOCOL.md 3). */
-int	crypto_rsa_decrypt(EVP_PKEY *key, const unsigned char *in,
-	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
-int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
-	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
-/* Fills buf with n random bytes; 0 or -1. */
-int	crypto_random(void *buf, size_t n);
+int	dial_exec(const char *cmd, pid_t *pid, const char **why);
+/* Waits for the child *pid (if any, then sets it to -1): 0 and *status,
+ * or -1 when there is none. */
+int	dial_reap(pid_t *pid, int *status);
+/* Loads the trusted CA certificates of a PEM file.  NULL and *why. */
+X509_STORE *dial_load_ca(const char *path, const char **why);
+/*
+ * Finds the PEM certificate in a 202 reply frame (usmtp(7), Handshake:
+ * "202 algos valid" and the PEM, white space between allowed) and
+ * verifies its chain and dates against store and, when host is not
+ * NULL, that it is valid for host (a name, or an address literal).
+ * Returns the certificate, or NULL with *kind (DIAL_PROTOCOL,
+ * DIAL_UNTRUSTED, DIAL_INTERNAL) and *why.
+ */
+X509	*dial_verify_cert(X509_STORE *store, const unsigned char *frame,
+	    size_t len, const char *host, int *kind, const char **why);
+/* The RSA-2048 public key of a verified certificate.  NULL and *why. */
+EVP_PKEY *dial_rsa_key(X509 *cert, const char **why);
 
 /* auth.c */
 
