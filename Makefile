@@ -42,20 +42,25 @@ HANDLER_LIBS = $(LIBS)
 endif
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
+# what each program is made of (README, Source layout)
+HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
+	  util.o
+CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o
+USERS_OBJS = usmtp-users.o auth.o crypto.o util.o
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test
 DRIVERS	= tests/unit/mail-build
 
-all: $(PROGS)
+all: $(PROGS) units
 
-usmtp-handler: usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
+usmtp-handler: $(HANDLER_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(HANDLER_OBJS) $(HANDLER_LIBS)
 
-usmtp-client: usmtp-client.o dial.o frame.o crypto.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+usmtp-client: $(CLIENT_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLIENT_OBJS) -lcrypto
 
-usmtp-users: usmtp-users.o auth.o crypto.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+usmtp-users: $(USERS_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(USERS_OBJS) $(LIBS)
 
 tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
@@ -91,6 +96,8 @@ demo:
 
 clean:
 	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
+	rm -f $(FUZZERS)
+	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
 
 .PHONY: all check demo bench clean
 
@@ -104,13 +111,15 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
 FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
 
-tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c usmtp.h
+tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c usmtp.h \
+	    tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c -lcrypto
 
-# the handler and every module: all .c files but the other programs'
-FUZZ_HANDLER_SRCS = $(filter-out usmtp-client.c usmtp-users.c,$(wildcard *.c))
-tests/fuzz/fuzz-session: tests/fuzz/fuzz-session.c $(FUZZ_HANDLER_SRCS) usmtp.h
+# the handler as it is built, from source
+FUZZ_HANDLER_SRCS = $(HANDLER_OBJS:.o=.c)
+tests/fuzz/fuzz-session: tests/fuzz/fuzz-session.c $(FUZZ_HANDLER_SRCS) usmtp.h \
+	    tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-session.c \
 	    $(FUZZ_HANDLER_SRCS) $(LIBS)
 
@@ -183,14 +192,12 @@ INST_EXAMPLES = usmtp.xinetd=xinetd/usmtp inetd.conf=xinetd/inetd.conf \
 	  usmtp-sendmail.conf=systemd/usmtp-sendmail.conf \
 	  usmtp.conf.example=etc/usmtp.conf.example
 
-all: units
-
 units: $(GENERATED)
 
 $(GENERATED): %: %.in FORCE
 	$(SUBST) $< >$@.tmp && mv $@.tmp $@
 
-install: all units
+install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
@@ -218,12 +225,6 @@ uninstall:
 	done
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
-clean: clean-units clean-fuzz
-clean-fuzz:
-	rm -f $(FUZZERS)
-clean-units:
-	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
-
 FORCE:
 
-.PHONY: units install uninstall clean-units FORCE
+.PHONY: units install uninstall FORCE

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sysexits.h>
 
 #include <openssl/crypto.h>
 
@@ -34,7 +35,7 @@
  * the one exit longjmps back to the fuzz target, and the key exchange
  * takes a fixed session key instead of an RSA block.
  */
-#include <setjmp.h>
+#include "tests/fuzz/fuzz.h"
 jmp_buf		usmtp_fuzz_jmp;
 #define main	usmtp_handler_main
 #define session_exit(status)	longjmp(usmtp_fuzz_jmp, (status) + 1)
@@ -42,10 +43,9 @@ jmp_buf		usmtp_fuzz_jmp;
 #define session_exit(status)	exit(status)
 #endif
 
-#define EX_OK_		0
-#define EX_FAIL		1	/* session ended by an error */
-#define EX_USAGE_	64
-#define EX_CONFIG_	78
+/* Exit statuses: sysexits(3), and 1 for a session that ended in an
+ * error (a 5xx reply, a timeout, a cut-off frame). */
+#define EX_FAIL		1
 
 #define DEF_CERT	"/etc/usmtp/server.pem"
 #define DEF_KEY		"/etc/usmtp/server.key"
@@ -122,6 +122,9 @@ static struct conf	 conf = {
 static struct session	*logsess;
 
 static void	 usage(int status);
+static void	 parse_args(int argc, char *argv[]);
+static void	 session_start(struct session *s);
+static void	 serve(struct session *s) __attribute__((noreturn));
 static int	 set_option(const char *name, const char *val, const char **why);
 static int	 read_config(const char *path);
 static int	 parse_num(const char *s, unsigned long long max,
@@ -264,11 +267,12 @@ usage(int status)
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
 "  --log-stderr             log to standard error instead of syslog\n"
-"  --help                   show this help\n"
-"  --version                show the version\n"
+"  -h, --help               show this help\n"
+"  -V, --version            show the version\n"
 "\n"
 "Exit status: 0 after BYE or end of input at a command, 1 after an error\n"
-"reply, a timeout or a cut-off frame, 64 bad options, 78 bad configuration.\n",
+"reply, a timeout or a cut-off frame, 64 (EX_USAGE) bad options, 78\n"
+"(EX_CONFIG) bad configuration.\n",
 	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_LOGIN_SEC,
 	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
 	exit(status);
@@ -640,7 +644,7 @@ session_fail(struct session *s, int code, const char *reason)
 {
 	reply(s, code);
 	session_end(s, code == 500 && strcmp(reason, "config") == 0 ?
-	    EX_CONFIG_ : EX_FAIL, reason, code);
+	    EX_CONFIG : EX_FAIL, reason, code);
 }
 
 /* Strips surrounding spaces and tabs in place. */
@@ -886,7 +890,7 @@ st_command(struct session *s, char *p, size_t len)
 		}
 	}
 	if (len == 3 && strcasecmp(p, "BYE") == 0)
-		session_end(s, EX_OK_, "bye", 0);	/* no reply: PROTOCOL.md 4 */
+		session_end(s, EX_OK, "bye", 0);	/* no reply: PROTOCOL.md 4 */
 	reply(s, 300);
 }
 
@@ -1287,8 +1291,12 @@ deliver(struct session *s)
 	enter(s, S_COMMAND);
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * Options: --config first, so that the command line wins over it.
+ * Exits after --help, --version or a bad option.
+ */
+static void
+parse_args(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'C' },
@@ -1310,33 +1318,19 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	static struct session	 sess;
-	struct session		*s = &sess;
-	unsigned char		*data;
-	const char		*why, *name;
-	size_t			 len, max;
-	unsigned int		 rnd;
-	int			 c, idx, r;
+	const char	*why, *name;
+	int		 c, idx;
 
 #ifdef USMTP_FUZZ
-	static const struct conf defconf = {
-		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-		NULL, 0, 0,	/* no throttle file */
-		DEF_LOGIN_SEC
-	};
-	conf = defconf;
-	memset(s, 0, sizeof(*s));
 	optind = 0;	/* glibc: start getopt afresh */
 #endif
-	/* --config first, so that the command line wins over it. */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1)
+	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
 		if (c == 'C' && read_config(optarg) == -1)
-			return EX_CONFIG_;
+			exit(EX_CONFIG);
 	opterr = 1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
 		switch (c) {
 		case 0:
 			name = longopts[idx].name;
@@ -1344,28 +1338,34 @@ main(int argc, char *argv[])
 			    == -1) {
 				fprintf(stderr, "usmtp-handler: --%s %s: %s\n",
 				    name, optarg ? optarg : "", why);
-				return EX_USAGE_;
+				exit(EX_USAGE);
 			}
 			break;
 		case 'C':
 			break;
 		case 'h':
-			usage(0);
+			usage(EX_OK);
 			break;
 		case 'V':
 			printf("usmtp-handler %s (USMTP 1.0)\n", USMTP_VERSION);
-			return 0;
+			exit(EX_OK);
 		default:
-			usage(EX_USAGE_);
+			usage(EX_USAGE);
 		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "usmtp-handler: unexpected argument: %s\n",
 		    argv[optind]);
-		usage(EX_USAGE_);
+		usage(EX_USAGE);
 	}
+}
 
-	log_init();
+/* Everything a session needs before its first frame. */
+static void
+session_start(struct session *s)
+{
+	unsigned int	rnd;
+
 	/*
 	 * Start-up is paid per connection (README, Performance).  The
 	 * protocol fixes every algorithm, so nothing in openssl.cnf applies
@@ -1394,13 +1394,22 @@ main(int argc, char *argv[])
 	find_peer(s);
 	if (frame_init(&s->io, 0, 1, (int)conf.timeout) == -1) {
 		logx(LOG_ERR, "error reason=\"out of memory\"");
-		return EX_FAIL;
+		session_exit(EX_FAIL);
 	}
 	logx(LOG_INFO, "connect");
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
 	enter(s, S_HELLO);
+}
+
+/* The session: one frame after another, each to its state's handler. */
+static void
+serve(struct session *s)
+{
+	unsigned char	*data;
+	size_t		 len, max;
+	int		 r;
 
 	for (;;) {
 		if (s->state == S_BODY)
@@ -1417,7 +1426,7 @@ main(int argc, char *argv[])
 		case FR_EOF:
 			/* End of input where a command may come is a normal
 			 * end; anywhere else the client gave up midway. */
-			session_end(s, s->state == S_COMMAND ? EX_OK_ : EX_FAIL,
+			session_end(s, s->state == S_COMMAND ? EX_OK : EX_FAIL,
 			    "eof", 0);
 			break;
 		case FR_TRUNC:
@@ -1443,4 +1452,26 @@ main(int argc, char *argv[])
 			session_end(s, EX_FAIL, "error", 0);
 		}
 	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct session	sess;
+
+#ifdef USMTP_FUZZ
+	static const struct conf defconf = {
+		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
+		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
+		NULL, 0, 0,	/* no throttle file */
+		DEF_LOGIN_SEC
+	};
+	conf = defconf;
+	memset(&sess, 0, sizeof(sess));
+#endif
+	parse_args(argc, argv);
+	log_init();
+	session_start(&sess);
+	serve(&sess);
+	return EX_FAIL;		/* not reached: serve() ends the process */
 }

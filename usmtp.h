@@ -437,12 +437,4 @@ int	throttle_fail(const char *path, const struct throttle_key *k,
 	    unsigned window, time_t now, unsigned *failures,
 	    const char **why);
 
-/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
-#ifdef USMTP_FUZZ
-#include <setjmp.h>
-#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
-extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
-int	usmtp_handler_main(int argc, char *argv[]);
-#endif
-
 #endif /* USMTP_H */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "usmtp.h"
+#include "tests/fuzz/fuzz.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

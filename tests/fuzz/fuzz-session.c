@@ -35,6 +35,7 @@
 #include <openssl/evp.h>
 
 #include "usmtp.h"
+#include "tests/fuzz/fuzz.h"
 
 #define RS		0x1e
 #define DOC_ALGOS	"support asymmetric-rsa2048 symmetric-aes-256-ecb?"
