@@ -11,12 +11,16 @@
  * exits: failures return an FR_* code or -1 with a static reason in
  * io->why.  Knows nothing of reply codes or session state.
  */
+#define _GNU_SOURCE		/* ppoll */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
@@ -41,7 +45,10 @@ struct content {
 	void		 *arg;
 };
 
-static int	 wait_fd(int fd, short events, long deadline, int idle_ms);
+static int	 wait_fds(struct frameio *io, struct pollfd *pfd, int n,
+		    long deadline, int idle_ms);
+static int	 wait_fd(struct frameio *io, int fd, short events,
+		    long deadline, int idle_ms);
 static long	 frame_deadline(const struct frameio *io);
 static int	 wait_writable(struct frameio *io, long deadline);
 static int	 read_in(struct frameio *io);
@@ -58,17 +65,21 @@ static int	 content_sink(void *arg, const unsigned char *p, size_t len);
 static int	 read_full(int fd, unsigned char *p, size_t n);
 
 /*
- * Waits until fd is ready for events, at most idle_ms and never past
- * deadline (both <= 0: no limit).  1 ready, 0 timed out, -1 error.
+ * Polls pfd[0..n), at most idle_ms and never past deadline (both <= 0:
+ * no limit), with io->waitmask as the signal mask meanwhile.  1 ready, 0
+ * timed out, -1 error, -2 interrupted (*io->stop set by a signal).
  */
 static int
-wait_fd(int fd, short events, long deadline, int idle_ms)
+wait_fds(struct frameio *io, struct pollfd *pfd, int n, long deadline,
+    int idle_ms)
 {
-	struct pollfd	pfd;
-	long		left;
-	int		r, ms;
+	struct timespec	 ts, *tsp;
+	long		 left, ms;
+	int		 i, r;
 
 	for (;;) {
+		if (io->stop != NULL && *io->stop)
+			return -2;
 		ms = idle_ms > 0 ? idle_ms : -1;
 		if (deadline > 0) {
 			/* Past the deadline we still take what is already
@@ -77,12 +88,20 @@ wait_fd(int fd, short events, long deadline, int idle_ms)
 			if (left < 0)
 				left = 0;
 			if (ms < 0 || left < ms)
-				ms = (int)left;
+				ms = left;
 		}
-		pfd.fd = fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		r = poll(&pfd, 1, ms);
+		tsp = NULL;
+		if (ms >= 0) {
+			ts.tv_sec = ms / 1000;
+			ts.tv_nsec = (ms % 1000) * 1000000;
+			tsp = &ts;
+		}
+		for (i = 0; i < n; i++)
+			pfd[i].revents = 0;
+		/* ppoll: a signal blocked outside the wait (io->waitmask
+		 * unblocks it) cannot slip in between the check above and
+		 * the wait. */
+		r = ppoll(pfd, (nfds_t)n, tsp, io->waitmask);
 		if (r > 0)
 			return 1;
 		if (r == 0)
@@ -92,12 +111,29 @@ wait_fd(int fd, short events, long deadline, int idle_ms)
 	}
 }
 
+static int
+wait_fd(struct frameio *io, int fd, short events, long deadline,
+    int idle_ms)
+{
+	struct pollfd	pfd;
+
+	pfd.fd = fd;
+	pfd.events = events;
+	return wait_fds(io, &pfd, 1, deadline, idle_ms);
+}
+
 int
 frame_init(struct frameio *io, int rfd, int wfd, int timeout_sec)
 {
+	struct stat	st;
+
 	memset(io, 0, sizeof(*io));
 	io->rfd = rfd;
 	io->wfd = wfd;
+	/* A socket is written with MSG_DONTWAIT: no write blocks past the
+	 * deadline, whatever the descriptor's flags (under inetd they are
+	 * shared with the service manager). */
+	io->wsock = fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode);
 	io->timeout_ms = timeout_sec > 0 ? timeout_sec * 1000 : 0;
 	if (buf_grow(&io->in, &io->incap, IN_START_BYTES, 0) == -1)
 		return -1;
@@ -228,9 +264,13 @@ fill(struct frameio *io, long deadline)
 	if (io->eof)
 		return FR_EOF;
 	for (;;) {
-		r = wait_fd(io->rfd, POLLIN, deadline, io->timeout_ms);
+		r = wait_fd(io, io->rfd, POLLIN, deadline, io->timeout_ms);
 		if (r == 0)
 			return FR_TIMEOUT;
+		if (r == -2) {
+			io->why = "interrupted";
+			return FR_INTR;
+		}
 		if (r == -1) {
 			io->why = "poll failed";
 			return FR_ERROR;
@@ -699,34 +739,19 @@ static int
 wait_writable(struct frameio *io, long deadline)
 {
 	struct pollfd	pfd[2];
-	long		left;
-	int		r, ms, n;
+	int		r, n;
 
 	for (;;) {
 		pfd[0].fd = io->wfd;
 		pfd[0].events = POLLOUT;
-		pfd[0].revents = 0;
 		n = 1;
 		if (io->drain && !io->eof && io->inlen < DRAIN_MAX_BYTES) {
 			pfd[1].fd = io->rfd;
 			pfd[1].events = POLLIN;
-			pfd[1].revents = 0;
 			n = 2;
 		}
-		ms = -1;
-		if (deadline > 0) {
-			left = deadline - clock_ms();
-			ms = left > 0 ? (left > INT_MAX ? INT_MAX : (int)left) :
-			    0;
-		}
-		r = poll(pfd, (nfds_t)n, ms);
-		if (r == 0)
-			return 0;
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
+		if ((r = wait_fds(io, pfd, n, deadline, 0)) != 1)
+			return r;
 		if (n == 2 && pfd[1].revents != 0 &&
 		    read_in(io) == FR_ERROR)
 			return -1;
@@ -744,7 +769,11 @@ frame_flush(struct frameio *io)
 	int	r;
 
 	while (off < io->outlen) {
-		n = write(io->wfd, io->out + off, io->outlen - off);
+		if (io->wsock)
+			n = send(io->wfd, io->out + off, io->outlen - off,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		else
+			n = write(io->wfd, io->out + off, io->outlen - off);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -760,7 +789,8 @@ frame_flush(struct frameio *io)
 			r = wait_writable(io, deadline);
 			if (r == 1)
 				continue;
-			io->why = r == 0 ? "write timed out" : "poll failed";
+			io->why = r == 0 ? "write timed out" : r == -2 ?
+			    "interrupted" : "poll failed";
 			goto fail;
 		}
 		io->why = errno == EPIPE || errno == ECONNRESET ?

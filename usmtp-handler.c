@@ -20,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -120,6 +123,10 @@ static struct conf	 conf = {
 	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC
 };
 static struct session	*logsess;
+static int		 stderr_socket;	/* under inetd: the client */
+static volatile sig_atomic_t got_signal;
+static sigset_t		 waitmask;	/* signals that end a session,
+					 * allowed only while waiting */
 
 static void	 usage(int status);
 static void	 parse_args(int argc, char *argv[]);
@@ -129,6 +136,10 @@ static int	 set_option(const char *name, const char *val, const char **why);
 static int	 read_config(const char *path);
 static int	 parse_num(const char *s, unsigned long long max,
 		    unsigned long long *out);
+static void	 complain(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+static void	 on_signal(int sig);
+static void	 harden(struct session *s);
 static void	 log_init(void);
 static void	 logx(int prio, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
@@ -233,6 +244,11 @@ usage(int status)
 {
 	FILE	*f = status == 0 ? stdout : stderr;
 
+	if (status != 0 && stderr_socket) {
+		complain("bad command line (usmtp-handler --help lists the "
+		    "options)");
+		exit(status);
+	}
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
@@ -384,16 +400,14 @@ read_config(const char *path)
 	int		 lineno = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		fprintf(stderr, "usmtp-handler: %s: %s\n", path,
-		    strerror(errno));
+		complain("%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		len = strlen(line);
 		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
-			fprintf(stderr, "usmtp-handler: %s:%d: line too long\n",
-			    path, lineno);
+			complain("%s:%d: line too long", path, lineno);
 			goto fail;
 		}
 		if ((eq = strchr(line, '#')) != NULL)
@@ -403,8 +417,8 @@ read_config(const char *path)
 		if (len == 0)
 			continue;
 		if ((eq = strchr(name, '=')) == NULL) {
-			fprintf(stderr, "usmtp-handler: %s:%d: expected "
-			    "name = value\n", path, lineno);
+			complain("%s:%d: expected name = value", path,
+			    lineno);
 			goto fail;
 		}
 		*eq = '\0';
@@ -415,8 +429,7 @@ read_config(const char *path)
 		if ((copy = strdup(val)) == NULL)
 			goto fail;
 		if (set_option(name, copy, &why) == -1) {
-			fprintf(stderr, "usmtp-handler: %s:%d: %s: %s\n", path,
-			    lineno, name, why);
+			complain("%s:%d: %s: %s", path, lineno, name, why);
 			free(copy);
 			goto fail;
 		}
@@ -433,10 +446,36 @@ fail:
 	return -1;
 }
 
+/*
+ * Configuration and usage errors.  Under inetd and xinetd standard
+ * error is the client's socket: then they go to syslog only, never to
+ * the client.
+ */
+static void
+complain(const char *fmt, ...)
+{
+	char	msg[1024];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (stderr_socket) {
+		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		syslog(LOG_ERR, "- peer=- error reason=\"%s\"", msg);
+	} else
+		fprintf(stderr, "usmtp-handler: %s\n", msg);
+}
+
 static void
 log_init(void)
 {
-	/* Under inetd stderr is the client's socket: syslog unless told. */
+	/* Under inetd stderr is the client's socket: syslog unless told,
+	 * and never to a socket even when told. */
+	if (conf.log_stderr && stderr_socket) {
+		conf.log_stderr = 0;
+		complain("--log-stderr ignored: standard error is a socket");
+	}
 	if (!conf.log_stderr)
 		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -621,7 +660,11 @@ session_end(struct session *s, int status, const char *reason, int code)
 	struct timespec	now;
 	double		secs;
 
-	(void)frame_flush(&s->io);
+	if (got_signal) {
+		reason = "signal";	/* whatever failed, this is why */
+		code = 0;
+	} else
+		(void)frame_flush(&s->io);
 	message_clear(&s->msg);
 	if (s->db != NULL)
 		auth_close(s->db);
@@ -1236,6 +1279,8 @@ att_read(struct session *s, uint64_t n, int64_t size)
 	int		 r;
 
 	r = frame_read_content(&s->io, n, size, att_sink, m);
+	if (r == FR_INTR)
+		session_end(s, EX_FAIL, "signal", 0);
 	if (r == FR_TRUNC)
 		session_end(s, EX_FAIL, "truncated", 0);
 	if (r == FR_TIMEOUT)
@@ -1268,12 +1313,17 @@ deliver(struct session *s)
 	struct message	*m = &s->msg;
 	char		 where[PATH_MAX + 32];
 	const char	*why = m->fail;
+	sigset_t	 blocked;
 	off_t		 size = 0;
 	int		 r = -1;
 
 	where[0] = '\0';
 	if (why == NULL) {
+		/* sendmail must not inherit our blocked signals; a signal
+		 * meanwhile ends the session at the next wait. */
+		sigprocmask(SIG_SETMASK, &waitmask, &blocked);
 		r = mail_commit(m->mail, where, sizeof(where), &size, &why);
+		sigprocmask(SIG_SETMASK, &blocked, NULL);
 		m->mail = NULL;	/* mail_commit frees it either way */
 	}
 	if (r == 0) {
@@ -1328,7 +1378,7 @@ parse_args(int argc, char *argv[])
 	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
 		if (c == 'C' && read_config(optarg) == -1)
 			exit(EX_CONFIG);
-	opterr = 1;
+	opterr = !stderr_socket;	/* getopt's own messages too */
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
 		switch (c) {
@@ -1336,8 +1386,8 @@ parse_args(int argc, char *argv[])
 			name = longopts[idx].name;
 			if (set_option(name, optarg ? optarg : "yes", &why)
 			    == -1) {
-				fprintf(stderr, "usmtp-handler: --%s %s: %s\n",
-				    name, optarg ? optarg : "", why);
+				complain("--%s %s: %s", name,
+				    optarg ? optarg : "", why);
 				exit(EX_USAGE);
 			}
 			break;
@@ -1354,10 +1404,48 @@ parse_args(int argc, char *argv[])
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "usmtp-handler: unexpected argument: %s\n",
-		    argv[optind]);
+		complain("unexpected argument: %s", argv[optind]);
 		usage(EX_USAGE);
 	}
+}
+
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+/*
+ * No core dump of a process that holds keys and passwords, under any
+ * service manager.  SIGTERM (systemctl stop), SIGHUP and SIGINT end the
+ * session cleanly: they are blocked except while the frame layer waits,
+ * which then returns FR_INTR, and the session ends through
+ * session_end(), which rolls the message back (no tmp file is left).
+ */
+static void
+harden(struct session *s)
+{
+	static const int	 sigs[] = { SIGTERM, SIGHUP, SIGINT };
+	struct rlimit		 rl = { 0, 0 };
+	struct sigaction	 sa;
+	sigset_t		 block;
+	size_t			 i;
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;	/* no SA_RESTART */
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigdelset(&waitmask, sigs[i]);
+	s->io.waitmask = &waitmask;
+	s->io.stop = &got_signal;
 }
 
 /* Everything a session needs before its first frame. */
@@ -1396,6 +1484,9 @@ session_start(struct session *s)
 		logx(LOG_ERR, "error reason=\"out of memory\"");
 		session_exit(EX_FAIL);
 	}
+#ifndef USMTP_FUZZ
+	harden(s);
+#endif
 	logx(LOG_INFO, "connect");
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
@@ -1419,9 +1510,18 @@ serve(struct session *s)
 		else
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
+		/* The login deadline holds however fast the frames come:
+		 * checked before each one is served, not only in waits. */
+		if (r == FR_OK && frame_deadline_passed(&s->io)) {
+			OPENSSL_cleanse(data, len);
+			r = FR_TIMEOUT;
+		}
 		switch (r) {
 		case FR_OK:
 			states[s->state].fn(s, (char *)data, len);
+			break;
+		case FR_INTR:
+			session_end(s, EX_FAIL, "signal", 0);
 			break;
 		case FR_EOF:
 			/* End of input where a command may come is a normal
@@ -1458,6 +1558,7 @@ int
 main(int argc, char *argv[])
 {
 	static struct session	sess;
+	struct stat		st;
 
 #ifdef USMTP_FUZZ
 	static const struct conf defconf = {
@@ -1469,6 +1570,7 @@ main(int argc, char *argv[])
 	conf = defconf;
 	memset(&sess, 0, sizeof(sess));
 #endif
+	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);
 	parse_args(argc, argv);
 	log_init();
 	session_start(&sess);

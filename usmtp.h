@@ -9,6 +9,7 @@
 #ifndef USMTP_H
 #define USMTP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -111,7 +112,8 @@ enum {
 	FR_TOOBIG,	/* more than max bytes buffered without a terminator */
 	FR_TIMEOUT,	/* idle timeout or frame deadline passed */
 	FR_BADFRAME,	/* malformed: wrong terminator, not whole blocks */
-	FR_ERROR	/* read/write error or internal failure; see why */
+	FR_ERROR,	/* read/write error or internal failure; see why */
+	FR_INTR		/* *io->stop was set (a signal) while waiting */
 };
 
 struct frameio {
@@ -128,12 +130,19 @@ struct frameio {
 	EVP_CIPHER_CTX	*enc, *dec;	/* NULL until frame_setkey() */
 	int		 eof;		/* the peer's end of input was read */
 	int		 drain;		/* read input while waiting to write */
+	int		 wsock;		/* wfd is a socket */
+	const sigset_t	*waitmask;	/* signal mask while waiting, or NULL */
+	volatile sig_atomic_t *stop;	/* when set: waits end, FR_INTR */
 	const char	*why;		/* reason for the last failure */
 };
 
 /*
  * Sets up io over rfd/wfd with an idle timeout in seconds (0: none).
- * Returns 0, or -1 when out of memory.
+ * Every wait is a ppoll(2) under io->waitmask; a program that must end
+ * cleanly on a signal blocks it, points waitmask at a mask without it
+ * and stop at the flag its handler sets: a wait then ends with FR_INTR
+ * (frame_flush: -1, why "interrupted").  Returns 0, or -1 when out of
+ * memory.
  */
 int	frame_init(struct frameio *io, int rfd, int wfd, int timeout_sec);
 /* Wipes and frees everything io holds; io may be reused after frame_init. */

@@ -179,3 +179,47 @@ xinetd_start() {
 	XI_PID=$!
 	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
 }
+
+# syslog_start: a stand-in syslog daemon (tests/syslog-listen.py) whose
+# lines land in $T/syslog.log; sets SYSLOG_PID.  syslog(3) writes to
+# /dev/log: when the machine has none, the listener takes that name (and
+# syslog_stop removes it); when it has one, commands that must log to
+# the stand-in run through syslog_run, which binds the listener's socket
+# over /dev/log in a private mount namespace.
+syslog_start() {
+	SYSLOG_OWN=
+	if [ -e /dev/log ]; then
+		SYSLOG_SOCK=$T/log.sock
+	else
+		SYSLOG_SOCK=/dev/log
+		SYSLOG_OWN=1
+	fi
+	: >"$T/syslog.log"
+	$PY "$TOP/tests/syslog-listen.py" "$SYSLOG_SOCK" "$T/syslog.log" >"$T/syslog.ready" &
+	SYSLOG_PID=$!
+	local i=0
+	while ! grep -q ready "$T/syslog.ready" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.05; i=$((i + 1))
+	done
+	grep -q ready "$T/syslog.ready"
+}
+
+# syslog_run CMD...: runs CMD with syslog(3) going to syslog_start's
+# listener.
+syslog_run() {
+	if [ -n "$SYSLOG_OWN" ]; then
+		"$@"
+	else
+		unshare -m sh -c 'mount --bind "$0" /dev/log && exec "$@"' \
+		    "$SYSLOG_SOCK" "$@"
+	fi
+}
+
+# syslog_stop: stops the listener (and removes /dev/log if it made it).
+syslog_stop() {
+	stop_pid "${SYSLOG_PID:-}"
+	SYSLOG_PID=
+	if [ -n "${SYSLOG_OWN:-}" ]; then
+		rm -f /dev/log
+	fi
+}
