@@ -228,8 +228,15 @@ dial_verify_cert(X509_STORE *store, const unsigned char *frame, size_t len,
 		*why = "the server's certificate cannot be parsed";
 		return NULL;
 	}
+	/*
+	 * The purpose of a TLS server certificate: an extended key usage,
+	 * where present, must allow serverAuth (a certificate made for
+	 * client authentication or e-mail protection only is refused), as
+	 * TLS libraries require.
+	 */
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    X509_STORE_CTX_init(ctx, store, cert, NULL) != 1) {
+	    X509_STORE_CTX_init(ctx, store, cert, NULL) != 1 ||
+	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER) != 1) {
 		X509_STORE_CTX_free(ctx);
 		X509_free(cert);
 		*kind = DIAL_INTERNAL;

@@ -265,8 +265,10 @@ fill(struct frameio *io, long deadline)
 		return FR_EOF;
 	for (;;) {
 		r = wait_fd(io, io->rfd, POLLIN, deadline, io->timeout_ms);
-		if (r == 0)
+		if (r == 0) {
+			io->timedout = 1;
 			return FR_TIMEOUT;
+		}
 		if (r == -2) {
 			io->why = "interrupted";
 			return FR_INTR;
@@ -791,6 +793,7 @@ frame_flush(struct frameio *io)
 				continue;
 			io->why = r == 0 ? "write timed out" : r == -2 ?
 			    "interrupted" : "poll failed";
+			io->timedout = r == 0;
 			goto fail;
 		}
 		io->why = errno == EPIPE || errno == ECONNRESET ?

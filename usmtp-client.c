@@ -39,6 +39,7 @@
 #define LINE_MAX_BYTES		4096	/* a typed line */
 #define BODY_MAX_BYTES		(16 * 1024 * 1024)
 #define PROGRESS_STEP_MS	200
+#define SHOWN_MAX_BYTES		200	/* of a server's text in a message */
 
 #define DOC_ALGOS	"support asymmetric-rsa2048 symmetric-aes-256-ecb?"
 #define DEF_HELLO	"hello ssl1.0?"
@@ -93,7 +94,7 @@ static void	 die(int status, const char *fmt, ...)
 static void	 cleanup(void);
 static void	 buf_add(struct buf *b, const void *p, size_t n);
 static void	 buf_free(struct buf *b);
-static void	 print_escaped(FILE *f, const unsigned char *p, size_t n);
+static const char *shown(const void *p, size_t n);
 static void	 load_ca(void);
 static int	 connect_server(void);
 static void	 handshake(void);
@@ -176,6 +177,7 @@ usage(int status)
 	    MAX_ATTACHMENTS, DEFAULT_TIMEOUT_SEC, MAX_ATTACHMENTS);
 	exit(status);
 }
+
 static void
 die(int status, const char *fmt, ...)
 {
@@ -189,6 +191,7 @@ die(int status, const char *fmt, ...)
 	fputc('\n', stderr);
 	exit(status);
 }
+
 /* Runs at every exit: wipes the password and keys. */
 static void
 cleanup(void)
@@ -225,34 +228,39 @@ buf_free(struct buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* One reply line: printable ASCII as is, the rest as C escapes. */
-static void
-print_escaped(FILE *f, const unsigned char *p, size_t n)
+/*
+ * Server bytes made safe to print: a server (or a man in the middle,
+ * before the certificate is checked) must not reach the terminal with
+ * escape sequences.  Printable ASCII as it is, the rest as C escapes,
+ * cut to SHOWN_MAX_BYTES.  Two static buffers, used in turn.
+ */
+static const char *
+shown(const void *p, size_t n)
 {
-	size_t	i;
+	static char		 buf[2][SHOWN_MAX_BYTES * 4 + 4];
+	static int		 which;
+	const unsigned char	*s = p;
+	char			*o = buf[which ^= 1];
+	size_t			 i;
 
-	for (i = 0; i < n; i++) {
-		switch (p[i]) {
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		default:
-			if (p[i] >= 0x20 && p[i] < 0x7f)
-				fputc(p[i], f);
-			else
-				fprintf(f, "\\x%02x", p[i]);
-		}
+	for (i = 0; i < n && i < SHOWN_MAX_BYTES; i++) {
+		if (s[i] == '\\') {
+			*o++ = '\\';
+			*o++ = '\\';
+		} else if (s[i] >= 0x20 && s[i] < 0x7f)
+			*o++ = (char)s[i];
+		else if (s[i] == '\r' || s[i] == '\n') {
+			*o++ = '\\';
+			*o++ = s[i] == '\r' ? 'r' : 'n';
+		} else
+			o += sprintf(o, "\\x%02x", s[i]);
 	}
+	if (n > SHOWN_MAX_BYTES)
+		o += sprintf(o, "...");
+	*o = '\0';
+	return buf[which];
 }
+
 static void
 load_ca(void)
 {
@@ -291,8 +299,10 @@ static void
 send_frame(enum ftype type, const void *p, size_t len)
 {
 	if (frame_write(&io, type, p, len) == -1 || frame_flush(&io) == -1)
-		die(EX_UNAVAILABLE, "sending to the server: %s", io.why);
+		die(io.timedout ? EX_TEMPFAIL : EX_UNAVAILABLE,
+		    "sending to the server: %s", io.why);
 }
+
 /* Reads a plaintext handshake reply of the given kind; exits on errors. */
 static size_t
 read_plain(enum ftype type, unsigned char **data, const char *ctx)
@@ -316,6 +326,7 @@ read_plain(enum ftype type, unsigned char **data, const char *ctx)
 		die(EX_PROTOCOL, "%s: malformed reply", ctx);
 	}
 }
+
 static void
 handshake(void)
 {
@@ -330,13 +341,11 @@ handshake(void)
 	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO));
 	len = read_plain(FT_PLAIN, &data, "hello");
 	if (len < 3 || memcmp(data, "201", 3) != 0)
-		die(EX_UNAVAILABLE, "handshake refused: %.*s",
-		    (int)(len > 200 ? 200 : len), (char *)data);
+		die(EX_UNAVAILABLE, "handshake refused: %s", shown(data, len));
 	send_frame(FT_PLAIN, DOC_ALGOS, strlen(DOC_ALGOS));
 	len = read_plain(FT_PLAIN_DOT, &data, "algorithms");
 	if (len < 3 || memcmp(data, "202", 3) != 0)
-		die(EX_UNAVAILABLE, "algorithms refused: %.*s",
-		    (int)(len > 200 ? 200 : len), (char *)data);
+		die(EX_UNAVAILABLE, "algorithms refused: %s", shown(data, len));
 	load_ca();
 	cert = dial_verify_cert(ca_store, data, len,
 	    opt.exec == NULL ? opt.host : NULL, &kind, &why);
@@ -361,8 +370,7 @@ handshake(void)
 	send_frame(FT_KEY, ct, ctlen);
 	len = read_plain(FT_PLAIN, &data, "session key");
 	if (len < 3 || memcmp(data, "203", 3) != 0)
-		die(EX_UNAVAILABLE, "session key refused: %.*s",
-		    (int)(len > 200 ? 200 : len), (char *)data);
+		die(EX_UNAVAILABLE, "session key refused: %s", shown(data, len));
 	r = frame_setkey(&io, key);
 	OPENSSL_cleanse(key, sizeof(key));
 	if (r == -1)
@@ -370,8 +378,7 @@ handshake(void)
 	/* usmtp(7), Greeting and commands: the greeting, then our version. */
 	if (read_reply(&text, &len, "greeting") != 100 ||
 	    len != strlen(GREETING) || memcmp(text, GREETING, len) != 0)
-		die(EX_PROTOCOL, "unexpected greeting: %.*s",
-		    (int)(len > 200 ? 200 : len), text);
+		die(EX_PROTOCOL, "unexpected greeting: %s", shown(text, len));
 	/*
 	 * No reply comes to the version: queue it, so that it leaves in one
 	 * segment with the first command.  Written on its own, the command
@@ -380,6 +387,7 @@ handshake(void)
 	if (frame_write(&io, FT_CIPHER, "1.0 Hello", 9) == -1)
 		die(EX_SOFTWARE, "%s", io.why);
 }
+
 /*
  * Reads one encrypted reply "CODE text".  Returns the code; *text is the
  * whole reply (valid until the next frame call).  Exits on I/O errors.
@@ -411,19 +419,19 @@ read_reply(const char **text, size_t *len, const char *ctx)
 		die(EX_PROTOCOL, "%s: malformed reply", ctx);
 	*text = (const char *)data;
 	if (opt.verbose)
-		fprintf(stderr, "%s: server: %.*s\n", progname, (int)*len,
-		    *text);
+		fprintf(stderr, "%s: server: %s\n", progname,
+		    shown(*text, *len));
 	return (data[0] - '0') * 100 + (data[1] - '0') * 10 + data[2] - '0';
 }
+
 static void
 show_reply(int code, const char *text, size_t len)
 {
 	(void)code;
-	printf("server: ");
-	print_escaped(stdout, (const unsigned char *)text, len);
-	putchar('\n');
+	printf("server: %s\n", shown(text, len));
 	fflush(stdout);
 }
+
 /* An unwanted reply: one line on stderr and the status for its code. */
 static void
 fail_reply(int code, const char *text, size_t len, const char *ctx)
@@ -463,9 +471,9 @@ fail_reply(int code, const char *text, size_t len, const char *ctx)
 	if (status == EX_PROTOCOL)
 		ctx = ctx != NULL ? ctx : "unexpected reply";
 	send_bye();
-	die(status, "%s: server said: %.*s", ctx,
-	    (int)(len > 200 ? 200 : len), text);
+	die(status, "%s: server said: %s", ctx, shown(text, len));
 }
+
 /* Sends BYE when the session may still be open; ignores failures. */
 static void
 send_bye(void)
@@ -475,6 +483,7 @@ send_bye(void)
 	if (frame_write(&io, FT_CIPHER, "BYE", 3) == 0)
 		(void)frame_flush(&io);
 }
+
 /*
  * The password: --password-file (first line), USMTP_PASSWORD, or the
  * terminal without echo.  Kept in the static password[] and wiped at exit.
@@ -535,6 +544,7 @@ get_password(const char *addr)
 		die(EX_USAGE, "no password: %s, and neither --password-file "
 		    "nor USMTP_PASSWORD", why);
 }
+
 /* Reads the whole body (bounded) from fd. */
 static void
 read_body(int fd, struct buf *b)
@@ -571,6 +581,7 @@ human_size(char *out, size_t sz, double v)
 	if (snprintf(out, sz, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]) < 0)
 		out[0] = '\0';
 }
+
 /* A one-line progress bar on stderr (only when stderr is a terminal). */
 static void
 progress_update(struct progress *pg, int final)
@@ -596,6 +607,7 @@ progress_update(struct progress *pg, int final)
 		fputc('\n', stderr);
 	fflush(stderr);
 }
+
 static void
 progress_cb(void *arg, uint64_t done)
 {
@@ -649,7 +661,8 @@ send_attachment(int fd, const char *path)
 		die(EX_IOERR, "%s: %s", path, io.why);
 	if (r == -1)
 		/* The server may have said why before it closed. */
-		die(EX_UNAVAILABLE, "sending %s: %s", path, io.why);
+		die(io.timedout ? EX_TEMPFAIL : EX_UNAVAILABLE, "sending %s: %s",
+		    path, io.why);
 	progress_update(&pg, 1);
 }
 
@@ -708,6 +721,7 @@ do_login(const char *addr, int interactive)
 		code = read_reply(&text, &len, "login");
 	}
 }
+
 /*
  * SEND MAIL (usmtp(7), Sending a message).  Returns 0 when sent (220), 1 after a 451
  * (interactive mode goes on), -1 when interactive input ended.
@@ -841,6 +855,7 @@ send_mail_dialog(const char *to, const char *subject,
 		fail_reply(code, text, len, "message");
 	return 0;
 }
+
 static int
 do_batch(void)
 {
@@ -894,6 +909,7 @@ do_batch(void)
 	(void)dial_reap(&child, &status);
 	return rv;
 }
+
 /* Prompts on stdout, reads a line from stdin.  -1 at end of input. */
 static int
 prompt_line(const char *prompt, char *buf, size_t sz)
@@ -914,6 +930,7 @@ prompt_line(const char *prompt, char *buf, size_t sz)
 	buf[n] = '\0';
 	return 0;
 }
+
 /* The body, typed: lines up to one holding "." or end of input. */
 static int
 ask_body(struct buf *b)
@@ -942,6 +959,7 @@ ask_body(struct buf *b)
 	OPENSSL_cleanse(line, sizeof(line));
 	return 0;
 }
+
 static int
 ask_count(void)
 {
@@ -961,6 +979,7 @@ ask_count(void)
 		    MAX_ATTACHMENTS);
 	}
 }
+
 /* Asks for a file name until one can be read; its fd, -1 at EOF. */
 static int
 ask_file(char *name, size_t sz)
@@ -981,6 +1000,7 @@ ask_file(char *name, size_t sz)
 		close(fd);
 	}
 }
+
 static int
 do_interactive(void)
 {
@@ -1038,6 +1058,7 @@ do_interactive(void)
 	(void)dial_reap(&child, &status);
 	return 0;
 }
+
 int
 main(int argc, char *argv[])
 {

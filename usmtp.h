@@ -131,6 +131,7 @@ struct frameio {
 	int		 eof;		/* the peer's end of input was read */
 	int		 drain;		/* read input while waiting to write */
 	int		 wsock;		/* wfd is a socket */
+	int		 timedout;	/* a wait ran out of time */
 	const sigset_t	*waitmask;	/* signal mask while waiting, or NULL */
 	volatile sig_atomic_t *stop;	/* when set: waits end, FR_INTR */
 	const char	*why;		/* reason for the last failure */
@@ -262,8 +263,9 @@ X509_STORE *dial_load_ca(const char *path, const char **why);
 /*
  * Finds the PEM certificate in a 202 reply frame (usmtp(7), Handshake:
  * "202 algos valid" and the PEM, white space between allowed) and
- * verifies its chain and dates against store and, when host is not
- * NULL, that it is valid for host (a name, or an address literal).
+ * verifies its chain and dates against store, its purpose (an extended
+ * key usage, where present, must allow serverAuth) and, when host is
+ * not NULL, that it is valid for host (a name, or an address literal).
  * Returns the certificate, or NULL with *kind (DIAL_PROTOCOL,
  * DIAL_UNTRUSTED, DIAL_INTERNAL) and *why.
  */
