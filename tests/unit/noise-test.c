@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -803,7 +804,10 @@ main(int argc, char *argv[])
 		strncat(path, "../vectors/noise/cacophony-nk.json",
 		    sizeof(path) - strlen(path) - 1);
 	}
-	crypto_init(0);
+	/* as usmtp-handler starts: no legacy name tables, no config */
+	crypto_init(OPENSSL_INIT_NO_LOAD_CONFIG |
+	    OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS |
+	    OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS);
 	memset(&v, 0, sizeof(v));
 	json = read_json(path);
 	ok(json != NULL && parse(json, &v) == 0,
