@@ -44,11 +44,12 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
-	  util.o
-CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o
+	  util.o noise.o
+CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o
 # unit tests run by "make check"; test drivers used by the bats suites
-UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test
+UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
+	  tests/unit/noise-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS) units
@@ -70,6 +71,9 @@ tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
 
 tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto

@@ -2,9 +2,9 @@
  * usmtp.h -- the whole internal interface of usmtp, grouped by file.
  *
  * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
- * auth.c and mailer.c may call crypto.c; crypto.c calls only OpenSSL and
- * libc.  Modules never exit, print or syslog: they return -1 and set a
- * static reason (*why) for the caller to report.
+ * auth.c and mailer.c may call crypto.c; crypto.c and noise.c call only
+ * OpenSSL and libc.  Modules never exit, print or syslog: they return -1
+ * and set a static reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
@@ -85,6 +85,115 @@ int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
 	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
 /* Fills buf with n random bytes; 0 or -1. */
 int	crypto_random(void *buf, size_t n);
+
+/* noise.c */
+
+/*
+ * Noise_NK_25519_AESGCM_SHA256 (Noise protocol framework, revision 34),
+ * the cryptography of usmtp(7) SECURE MODE: X25519, SHA-256 with HKDF
+ * from HMAC-SHA256, AES-256-GCM (nonce = 4 zero bytes || the 64-bit
+ * big-endian counter, 16-byte tag).  The caller moves the messages;
+ * every function returns 0 or -1 and a static reason (*why).
+ */
+#define NOISE_DH_BYTES		32	/* X25519 key, DH output */
+#define NOISE_HASH_BYTES	32	/* SHA-256, ck, h */
+#define NOISE_KEY_BYTES		32	/* AES-256 */
+#define NOISE_TAG_BYTES		16	/* AES-GCM tag */
+#define NOISE_MSG_MAX_BYTES	65535	/* any Noise message (Noise 3) */
+#define NOISE_PLAIN_MAX_BYTES	(NOISE_MSG_MAX_BYTES - NOISE_TAG_BYTES)
+#define NOISE_HS_OVERHEAD_BYTES	(NOISE_DH_BYTES + NOISE_TAG_BYTES)
+#define NOISE_HS_PAYLOAD_MAX_BYTES \
+	(NOISE_MSG_MAX_BYTES - NOISE_HS_OVERHEAD_BYTES)
+#define NOISE_NONCE_MAX		UINT64_MAX	/* reserved, never used */
+
+/*
+ * A CipherState: AES-256-GCM keyed once, and the next nonce.  ctx NULL
+ * means no key.  Zero it (or take it from noise_hs_split()) before use;
+ * it may live by value inside another struct.
+ */
+struct noise_cipher {
+	EVP_CIPHER_CTX	*ctx;		/* holds the key; NULL: none */
+	uint64_t	 n;		/* next nonce */
+};
+
+/*
+ * Encrypts len (<= NOISE_PLAIN_MAX_BYTES) bytes with empty associated
+ * data into out (len + NOISE_TAG_BYTES bytes: ciphertext, then tag) and
+ * advances the nonce.  in and out may be the same buffer.  Refused once
+ * the nonce has reached NOISE_NONCE_MAX: the session must end.
+ */
+int	noise_encrypt(struct noise_cipher *c, const unsigned char *in,
+	    size_t len, unsigned char *out, const char **why);
+/*
+ * Decrypts a transport message of len bytes (NOISE_TAG_BYTES ..
+ * NOISE_MSG_MAX_BYTES) into out (len - NOISE_TAG_BYTES bytes, *outlen).
+ * -1 when it fails authentication (out is then wiped and the nonce
+ * stays), is too short, or the nonces are spent.  In place allowed.
+ */
+int	noise_decrypt(struct noise_cipher *c, const unsigned char *in,
+	    size_t len, unsigned char *out, size_t *outlen, const char **why);
+/* Frees the context (its key schedule is cleansed); c has no key after. */
+void	noise_cipher_clear(struct noise_cipher *c);
+
+struct noise_hs;
+/*
+ * Initialize() for pattern NK (<- s; -> e, es; <- e, ee).  The initiator
+ * (client) gives rs_pub, the responder's 32-byte static public key, and
+ * s_priv NULL; the responder (server) gives s_priv, its 32-byte X25519
+ * private key, and rs_pub NULL.  The prologue is hashed at once and not
+ * kept.  e_priv NULL draws a fresh ephemeral key when it is needed; a
+ * fixed one is for test vectors only.  Copies what it keeps; the caller
+ * wipes its own s_priv.  NULL and *why on failure.
+ */
+struct noise_hs *noise_hs_new(int initiator, const unsigned char *prologue,
+	    size_t prologuelen, const unsigned char *s_priv,
+	    const unsigned char *rs_pub, const unsigned char *e_priv,
+	    const char **why);
+/*
+ * WriteMessage(): the next handshake message of this side (initiator
+ * message 1, responder message 2) with payload (len bytes, at most
+ * NOISE_HS_PAYLOAD_MAX_BYTES) into out (outsz >= len +
+ * NOISE_HS_OVERHEAD_BYTES; must not overlap payload); *outlen is set.
+ */
+int	noise_hs_write_message(struct noise_hs *hs,
+	    const unsigned char *payload, size_t len, unsigned char *out,
+	    size_t outsz, size_t *outlen, const char **why);
+/*
+ * ReadMessage(): the peer's next handshake message, msg (len bytes);
+ * its payload goes to payload (psz >= len - NOISE_HS_OVERHEAD_BYTES, or
+ * it fails; payload may be msg + NOISE_DH_BYTES, else not overlap msg),
+ * *plen is set.  A message of a wrong length, a bad public key or a
+ * failed authentication (wrong static key, changed prologue, tampering)
+ * is -1.  Any failure of write or read wipes hs: only
+ * noise_hs_free() is left.
+ */
+int	noise_hs_read_message(struct noise_hs *hs, const unsigned char *msg,
+	    size_t len, unsigned char *payload, size_t psz, size_t *plen,
+	    const char **why);
+/*
+ * Split(), once both messages are done: send and recv (overwritten: pass
+ * ones that hold no key) get the caller's two transport ciphers, oriented for
+ * its role; hash (NULL: not wanted) the handshake hash.  ck and k are
+ * wiped; free hs next.
+ */
+int	noise_hs_split(struct noise_hs *hs, struct noise_cipher *send,
+	    struct noise_cipher *recv, unsigned char hash[NOISE_HASH_BYTES],
+	    const char **why);
+/* Wipes and frees hs (NULL is fine). */
+void	noise_hs_free(struct noise_hs *hs);
+
+/*
+ * The raw 32-byte private key of an X25519 EVP_PKEY (the caller wipes
+ * out), its public key, and the public key of an X25519 certificate
+ * (the client's rs, once the certificate is verified).  Any other kind
+ * of key is refused.
+ */
+int	noise_pkey_private(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
+int	noise_pkey_public(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
+int	noise_cert_public(X509 *cert, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
 
 /* frame.c */
 
