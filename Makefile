@@ -43,12 +43,13 @@ endif
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # unit tests run by "make check"; test drivers used by the bats suites
-UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test
+UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
+	  tests/unit/proxy-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS)
 
-usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o
+usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
 
 usmtp-client: usmtp-client.o crypto.o
@@ -64,6 +65,9 @@ tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
