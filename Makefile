@@ -167,7 +167,8 @@ check-valgrind:
 # afresh on every run, so "make install PREFIX=..." never ships paths
 # left over from an earlier build.  Nothing is installed into /etc:
 # units go to UNITDIR, the xinetd and inetd files, the sendmail drop-in,
-# the configuration example and mkcerts to DOCDIR/examples.  No chown,
+# the configuration example, the HAProxy example and mkcerts to
+# DOCDIR/examples.  No chown,
 # nothing outside DESTDIR.
 LOCALSTATEDIR ?= /var
 GENERATED = systemd/usmtp.socket systemd/usmtp@.service xinetd/usmtp \
@@ -184,7 +185,8 @@ INST_UNITS = systemd/usmtp.socket systemd/usmtp@.service
 # installed name = source file
 INST_EXAMPLES = usmtp.xinetd=xinetd/usmtp inetd.conf=xinetd/inetd.conf \
 	  usmtp-sendmail.conf=systemd/usmtp-sendmail.conf \
-	  usmtp.conf.example=etc/usmtp.conf.example
+	  usmtp.conf.example=etc/usmtp.conf.example \
+	  haproxy.cfg=examples/haproxy.cfg
 
 all: units
 

@@ -85,6 +85,7 @@ struct conf {
 	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
+	int		 proxy_protocol;	/* a PROXY header comes first */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -111,6 +112,8 @@ struct session {
 							 * attachment streams need it */
 	char		 id[9];
 	char		 peer[INET6_ADDRSTRLEN + 16];
+	char		 via[INET6_ADDRSTRLEN + 16];	/* --proxy-protocol:
+							 * the connection's own */
 	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */
@@ -125,7 +128,7 @@ struct session {
 static struct conf	 conf = {
 	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC
+	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC, 0
 };
 static struct session	*logsess;
 
@@ -134,11 +137,13 @@ static int	 set_option(const char *name, const char *val, const char **why);
 static int	 read_config(const char *path);
 static int	 parse_num(const char *s, unsigned long long max,
 		    unsigned long long *out);
+static int	 parse_flag(const char *val);
 static void	 log_init(void);
 static void	 logx(int prio, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static const char *esc(const void *p, size_t len);
 static void	 find_peer(struct session *s);
+static void	 proxy_peer(struct session *s);
 static const char *reply_text(int code);
 static void	 reply(struct session *s, int code);
 static void	 reply_text_fmt(struct session *s, int code, const char *text);
@@ -247,7 +252,7 @@ usage(int status)
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-window SECONDS]\n"
-"                     [--log-stderr] [--help] [--version]\n"
+"                     [--proxy-protocol] [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
@@ -273,6 +278,9 @@ usage(int status)
 "                           logins, 0 never (%d)\n"
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
+"  --proxy-protocol         read a PROXY protocol header (v1 or v2) first and\n"
+"                           take the client's address from it; every\n"
+"                           connection must then come through the proxy\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  --help                   show this help\n"
 "  --version                show the version\n"
@@ -306,6 +314,19 @@ parse_num(const char *s, unsigned long long max, unsigned long long *out)
 		return -1;
 	*out = v * mul;
 	return 0;
+}
+
+/* yes, true, 1: 1; no, false, 0: 0; else -1. */
+static int
+parse_flag(const char *val)
+{
+	if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
+	    strcmp(val, "1") == 0)
+		return 1;
+	if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
+	    strcmp(val, "0") == 0)
+		return 0;
+	return -1;
 }
 
 /* Sets one option by its long name; used by argv and --config alike. */
@@ -361,13 +382,10 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.throttle_window = (unsigned)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
-		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
-		    strcmp(val, "1") == 0)
-			conf.log_stderr = 1;
-		else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
-		    strcmp(val, "0") == 0)
-			conf.log_stderr = 0;
-		else
+		if ((conf.log_stderr = parse_flag(val)) == -1)
+			return -1;
+	} else if (strcmp(name, "proxy-protocol") == 0) {
+		if ((conf.proxy_protocol = parse_flag(val)) == -1)
 			return -1;
 	} else {
 		*why = "unknown option";
@@ -550,6 +568,31 @@ find_peer(struct session *s)
 		port = NULL;
 	snprintf(s->peer, sizeof(s->peer), strchr(env, ':') ? "[%s]%s%s" :
 	    "%s%s%s", env, port ? ":" : "", port ? port : "");
+}
+
+/*
+ * --proxy-protocol: the load balancer's header names the client, who
+ * becomes the session's peer (logs, Received:, the login throttle); the
+ * connection's own address, the balancer's, is logged as via=.  A v2
+ * LOCAL or v1 UNKNOWN header (the balancer's health check) keeps the
+ * connection's address.  No reply code fits a connection without a
+ * valid header: it is closed unanswered.
+ */
+static void
+proxy_peer(struct session *s)
+{
+	struct proxy_hdr	 h;
+	const char		*why;
+
+	if (proxy_read(0, PROXY_TIMEOUT_MS, &h, &why) == -1) {
+		logx(LOG_WARNING, "proxy result=fail reason=\"%s\"", why);
+		session_end(s, EX_FAIL, "proxy", 0);
+	}
+	snprintf(s->via, sizeof(s->via), "%s", s->peer);
+	if (!h.local)
+		snprintf(s->peer, sizeof(s->peer), "%s", h.peer);
+	logx(LOG_INFO, "connect via=%s proxy=%s", s->via,
+	    h.local ? "local" : h.version == 1 ? "v1" : "v2");
 }
 
 static const char *
@@ -1395,6 +1438,7 @@ main(int argc, char *argv[])
 		{ "throttle-db", required_argument, NULL, 0 },
 		{ "throttle-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
+		{ "proxy-protocol", no_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1413,7 +1457,7 @@ main(int argc, char *argv[])
 		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
 		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
 		NULL, 0, 0,	/* no throttle file */
-		DEF_LOGIN_SEC
+		DEF_LOGIN_SEC, 0
 	};
 	conf = defconf;
 	memset(s, 0, sizeof(*s));
@@ -1486,7 +1530,10 @@ main(int argc, char *argv[])
 		logx(LOG_ERR, "error reason=\"out of memory\"");
 		return EX_FAIL;
 	}
-	logx(LOG_INFO, "connect");
+	if (conf.proxy_protocol)
+		proxy_peer(s);	/* logs the connect line */
+	else
+		logx(LOG_INFO, "connect");
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
