@@ -106,10 +106,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
-FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
+FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy
 
 tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c crypto.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c crypto.c -lcrypto
+
+tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c
 
 # the handler and every module: all .c files but the other programs'
 FUZZ_HANDLER_SRCS = $(filter-out usmtp-client.c usmtp-users.c,$(wildcard *.c))
