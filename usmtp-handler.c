@@ -334,6 +334,7 @@ static int
 set_option(const char *name, const char *val, const char **why)
 {
 	unsigned long long	n;
+	int			flag;
 
 	*why = "bad value";
 	if (strcmp(name, "cert") == 0)
@@ -382,11 +383,13 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.throttle_window = (unsigned)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
-		if ((conf.log_stderr = parse_flag(val)) == -1)
+		if ((flag = parse_flag(val)) == -1)
 			return -1;
+		conf.log_stderr = flag;
 	} else if (strcmp(name, "proxy-protocol") == 0) {
-		if ((conf.proxy_protocol = parse_flag(val)) == -1)
+		if ((flag = parse_flag(val)) == -1)
 			return -1;
+		conf.proxy_protocol = flag;
 	} else {
 		*why = "unknown option";
 		return -1;
