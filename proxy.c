@@ -51,8 +51,10 @@ proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 
 	memset(h, 0, sizeof(*h));
 	h->len = len + 1;
-	/* The first bytes tell the version (section 2.2, "identifying the
-	 * protocol version"); anything else is no header at all. */
+	/*
+	 * The first bytes tell the version (the specification, 2.2,
+	 * "identifying the protocol version"); anything else is no header.
+	 */
 	if (len > 0 && p[0] == 'P') {
 		n = len < V1_PREFIX_BYTES ? len : V1_PREFIX_BYTES;
 		if (memcmp(p, V1_PREFIX, n) != 0) {
