@@ -112,8 +112,8 @@ struct session {
 							 * attachment streams need it */
 	char		 id[9];
 	char		 peer[INET6_ADDRSTRLEN + 16];
-	char		 via[INET6_ADDRSTRLEN + 16];	/* --proxy-protocol:
-							 * the connection's own */
+	/* --proxy-protocol: the connection's own peer (the balancer) */
+	char		 via[INET6_ADDRSTRLEN + 16];
 	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */

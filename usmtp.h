@@ -340,7 +340,7 @@ int	throttle_fail(const char *path, const struct throttle_key *k,
 #define PROXY_V1_MAX_BYTES	107	/* the longest v1 line, CRLF included */
 #define PROXY_MAX_BYTES		(16 + 65535)	/* v2: fixed part + length */
 #define PROXY_TIMEOUT_MS	5000	/* connect to the header's last byte */
-#define PROXY_PEER_BYTES	56	/* "[", IPv6 text (45), "]:", port, NUL */
+#define PROXY_PEER_BYTES	56	/* "[" IPv6 text(45) "]:" port NUL */
 
 enum {
 	PROXY_BAD = -1,		/* malformed: drop the connection */

@@ -220,19 +220,24 @@ test_v1(void)
 		ok(proxy_parse((const unsigned char *)line, 106, &h, &why) ==
 		    PROXY_MORE, "v1 106 bytes and no CRLF: more needed");
 	}
-	bad_str("v1 TCP4 leading zero", "PROXY TCP4 192.0.2.01 10.0.0.1 1 2\r\n");
-	bad_str("v1 TCP4 octet over 255", "PROXY TCP4 256.0.2.1 10.0.0.1 1 2\r\n");
+	bad_str("v1 TCP4 leading zero",
+	    "PROXY TCP4 192.0.2.01 10.0.0.1 1 2\r\n");
+	bad_str("v1 TCP4 octet over 255",
+	    "PROXY TCP4 256.0.2.1 10.0.0.1 1 2\r\n");
 	bad_str("v1 TCP4 three octets", "PROXY TCP4 192.0.2 10.0.0.1 1 2\r\n");
 	bad_str("v1 TCP4 empty octet", "PROXY TCP4 192..2.1 10.0.0.1 1 2\r\n");
-	bad_str("v1 TCP4 bad destination", "PROXY TCP4 192.0.2.1 10.0.0 1 2\r\n");
+	bad_str("v1 TCP4 bad destination",
+	    "PROXY TCP4 192.0.2.1 10.0.0 1 2\r\n");
 	bad_str("v1 TCP4 with IPv6 addresses", "PROXY TCP4 ::1 ::1 1 2\r\n");
 	bad_str("v1 TCP6 with IPv4 addresses",
 	    "PROXY TCP6 192.0.2.1 10.0.0.1 1 2\r\n");
 	bad_str("v1 TCP6 bad address", "PROXY TCP6 2001:db8:::1 ::1 1 2\r\n");
-	bad_str("v1 port over 65535", "PROXY TCP4 192.0.2.1 10.0.0.1 65536 2\r\n");
+	bad_str("v1 port over 65535",
+	    "PROXY TCP4 192.0.2.1 10.0.0.1 65536 2\r\n");
 	bad_str("v1 port with a leading zero",
 	    "PROXY TCP4 192.0.2.1 10.0.0.1 01 2\r\n");
-	bad_str("v1 port not a number", "PROXY TCP4 192.0.2.1 10.0.0.1 1 x\r\n");
+	bad_str("v1 port not a number",
+	    "PROXY TCP4 192.0.2.1 10.0.0.1 1 x\r\n");
 	bad_str("v1 negative port", "PROXY TCP4 192.0.2.1 10.0.0.1 -1 2\r\n");
 	bad_str("v1 two spaces", "PROXY TCP4  192.0.2.1 10.0.0.1 1 2\r\n");
 	bad_str("v1 trailing space", "PROXY TCP4 192.0.2.1 10.0.0.1 1 2 \r\n");
@@ -244,7 +249,8 @@ test_v1(void)
 	bad_str("v1 UNKNOWN misspelt", "PROXY UNKNOWNX\r\n");
 	bad_str("v1 empty protocol", "PROXY \r\n");
 	bad_str("v1 lower case", "proxy TCP4 192.0.2.1 10.0.0.1 1 2\r\n");
-	bad_str("v1 lower-case protocol", "PROXY tcp4 192.0.2.1 10.0.0.1 1 2\r\n");
+	bad_str("v1 lower-case protocol",
+	    "PROXY tcp4 192.0.2.1 10.0.0.1 1 2\r\n");
 	bad_str("v1 LF alone", "PROXY TCP4 192.0.2.1 10.0.0.1 1 2\n");
 	bad_str("v1 CR alone", "PROXY TCP4 192.0.2.1 10.0.0.1 1 2\rX");
 	bad_str("v1 CR inside the line", "PROXY TCP4\r 192.0.2.1\r\n");
@@ -449,7 +455,8 @@ ms_since(const struct timespec *t0)
 static void
 test_read_whole(void)
 {
-	static const char	*v1 = "PROXY TCP6 2001:db8::7 ::1 4711 1338\r\n";
+	static const char	*v1 =
+	    "PROXY TCP6 2001:db8::7 ::1 4711 1338\r\n";
 	unsigned char		 b[128];
 	struct proxy_hdr	 h;
 	const char		*why = "";
@@ -492,7 +499,8 @@ test_read_whole(void)
 static void
 test_read_dribbled(void)
 {
-	static const char	*v1 = "PROXY TCP4 192.0.2.3 10.0.0.1 5 1338\r\n";
+	static const char	*v1 =
+	    "PROXY TCP4 192.0.2.3 10.0.0.1 5 1338\r\n";
 	unsigned char		 b[128];
 	struct proxy_hdr	 h;
 	const char		*why = "";
