@@ -44,12 +44,12 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
-	  util.o noise.o
+	  util.o noise.o proxy.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
-	  tests/unit/noise-test
+	  tests/unit/noise-test tests/unit/proxy-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS) units
@@ -74,6 +74,9 @@ tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
 
 tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
@@ -113,12 +116,15 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
-FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
+FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy
 
 tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c usmtp.h \
 	    tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c -lcrypto
+
+tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c
 
 # the handler as it is built, from source
 FUZZ_HANDLER_SRCS = $(HANDLER_OBJS:.o=.c)
@@ -177,7 +183,8 @@ check-valgrind:
 # afresh on every run, so "make install PREFIX=..." never ships paths
 # left over from an earlier build.  Nothing is installed into /etc:
 # units go to UNITDIR, the xinetd and inetd files, the sendmail drop-in,
-# the configuration example and mkcerts to DOCDIR/examples.  No chown,
+# the configuration example, the HAProxy example and mkcerts to
+# DOCDIR/examples.  No chown,
 # nothing outside DESTDIR.
 LOCALSTATEDIR ?= /var
 GENERATED = systemd/usmtp.socket systemd/usmtp@.service xinetd/usmtp \
@@ -194,7 +201,8 @@ INST_UNITS = systemd/usmtp.socket systemd/usmtp@.service
 # installed name = source file
 INST_EXAMPLES = usmtp.xinetd=xinetd/usmtp inetd.conf=xinetd/inetd.conf \
 	  usmtp-sendmail.conf=systemd/usmtp-sendmail.conf \
-	  usmtp.conf.example=etc/usmtp.conf.example
+	  usmtp.conf.example=etc/usmtp.conf.example \
+	  haproxy.cfg=examples/haproxy.cfg
 
 units: $(GENERATED)
 

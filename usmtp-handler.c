@@ -88,6 +88,7 @@ struct conf {
 	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
+	int		 proxy_protocol;	/* a PROXY header comes first */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -106,6 +107,8 @@ struct session {
 	struct frameio	 io;
 	char		 id[9];
 	char		 peer[INET6_ADDRSTRLEN + 16];
+	/* --proxy-protocol: the connection's own peer (the balancer) */
+	char		 via[INET6_ADDRSTRLEN + 16];
 	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */
@@ -117,11 +120,15 @@ struct session {
 	struct timespec	 start;
 };
 
-static struct conf	 conf = {
-	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC
-};
+/* The defaults; a fuzz build starts every session from them again. */
+#define CONF_DEFAULTS { \
+	.cert = DEF_CERT, .key = DEF_KEY, .users = DEF_USERS, \
+	.timeout = DEF_TIMEOUT_SEC, .sendmail_timeout = DEF_SENDMAIL_SEC, \
+	.max_body = DEF_MAX_BODY, .max_attachment = DEF_MAX_ATT, \
+	.throttle_db = DEF_THROTTLE_DB, .throttle_max = DEF_THROTTLE_MAX, \
+	.throttle_window = DEF_THROTTLE_SEC, .login_timeout = DEF_LOGIN_SEC, \
+}
+static struct conf	 conf = CONF_DEFAULTS;
 static struct session	*logsess;
 static int		 stderr_socket;	/* under inetd: the client */
 static volatile sig_atomic_t got_signal;
@@ -140,11 +147,13 @@ static void	 complain(const char *fmt, ...)
 		    __attribute__((format(printf, 1, 2)));
 static void	 on_signal(int sig);
 static void	 harden(struct session *s);
+static int	 parse_flag(const char *val);
 static void	 log_init(void);
 static void	 logx(int prio, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static const char *esc(const void *p, size_t len);
 static void	 find_peer(struct session *s);
+static void	 proxy_peer(struct session *s);
 static const char *reply_text(int code);
 static void	 reply(struct session *s, int code);
 static void	 reply_text_fmt(struct session *s, int code, const char *text);
@@ -256,7 +265,7 @@ usage(int status)
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-window SECONDS]\n"
-"                     [--log-stderr] [--help] [--version]\n"
+"                     [--proxy-protocol] [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
@@ -282,6 +291,9 @@ usage(int status)
 "                           logins, 0 never (%d)\n"
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
+"  --proxy-protocol         read a PROXY protocol header (v1 or v2) first and\n"
+"                           take the client's address from it; every\n"
+"                           connection must then come through the proxy\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  -h, --help               show this help\n"
 "  -V, --version            show the version\n"
@@ -318,11 +330,25 @@ parse_num(const char *s, unsigned long long max, unsigned long long *out)
 	return 0;
 }
 
+/* yes, true, 1: 1; no, false, 0: 0; else -1. */
+static int
+parse_flag(const char *val)
+{
+	if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
+	    strcmp(val, "1") == 0)
+		return 1;
+	if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
+	    strcmp(val, "0") == 0)
+		return 0;
+	return -1;
+}
+
 /* Sets one option by its long name; used by argv and --config alike. */
 static int
 set_option(const char *name, const char *val, const char **why)
 {
 	unsigned long long	n;
+	int			flag;
 
 	*why = "bad value";
 	if (strcmp(name, "cert") == 0)
@@ -371,14 +397,13 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.throttle_window = (unsigned)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
-		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
-		    strcmp(val, "1") == 0)
-			conf.log_stderr = 1;
-		else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
-		    strcmp(val, "0") == 0)
-			conf.log_stderr = 0;
-		else
+		if ((flag = parse_flag(val)) == -1)
 			return -1;
+		conf.log_stderr = flag;
+	} else if (strcmp(name, "proxy-protocol") == 0) {
+		if ((flag = parse_flag(val)) == -1)
+			return -1;
+		conf.proxy_protocol = flag;
 	} else {
 		*why = "unknown option";
 		return -1;
@@ -583,6 +608,31 @@ find_peer(struct session *s)
 		port = NULL;
 	snprintf(s->peer, sizeof(s->peer), strchr(env, ':') ? "[%s]%s%s" :
 	    "%s%s%s", env, port ? ":" : "", port ? port : "");
+}
+
+/*
+ * --proxy-protocol: the load balancer's header names the client, who
+ * becomes the session's peer (logs, Received:, the login throttle); the
+ * connection's own address, the balancer's, is logged as via=.  A v2
+ * LOCAL or v1 UNKNOWN header (the balancer's health check) keeps the
+ * connection's address.  No reply code fits a connection without a
+ * valid header: it is closed unanswered.
+ */
+static void
+proxy_peer(struct session *s)
+{
+	struct proxy_hdr	 h;
+	const char		*why;
+
+	if (proxy_read(0, PROXY_TIMEOUT_MS, &h, &why) == -1) {
+		logx(LOG_WARNING, "proxy result=fail reason=\"%s\"", why);
+		session_end(s, EX_FAIL, "proxy", 0);
+	}
+	snprintf(s->via, sizeof(s->via), "%s", s->peer);
+	if (!h.local)
+		snprintf(s->peer, sizeof(s->peer), "%s", h.peer);
+	logx(LOG_INFO, "connect via=%s proxy=%s", s->via,
+	    h.local ? "local" : h.version == 1 ? "v1" : "v2");
 }
 
 static const char *
@@ -1363,6 +1413,7 @@ parse_args(int argc, char *argv[])
 		{ "throttle-db", required_argument, NULL, 0 },
 		{ "throttle-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
+		{ "proxy-protocol", no_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1487,7 +1538,10 @@ session_start(struct session *s)
 #ifndef USMTP_FUZZ
 	harden(s);
 #endif
-	logx(LOG_INFO, "connect");
+	if (conf.proxy_protocol)
+		proxy_peer(s);	/* logs the connect line */
+	else
+		logx(LOG_INFO, "connect");
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
@@ -1561,13 +1615,10 @@ main(int argc, char *argv[])
 	struct stat		st;
 
 #ifdef USMTP_FUZZ
-	static const struct conf defconf = {
-		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-		NULL, 0, 0,	/* no throttle file */
-		DEF_LOGIN_SEC
-	};
+	static const struct conf defconf = CONF_DEFAULTS;
+
 	conf = defconf;
+	conf.throttle_db = NULL;	/* no state files while fuzzing */
 	memset(&sess, 0, sizeof(sess));
 #endif
 	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);

@@ -557,4 +557,61 @@ int	throttle_fail(const char *path, const struct throttle_key *k,
 	    unsigned window, time_t now, unsigned *failures,
 	    const char **why);
 
+/* proxy.c */
+
+/*
+ * The PROXY protocol header of a load balancer (HAProxy's specification,
+ * versions 1 and 2), read when the handler runs with --proxy-protocol.
+ */
+#define PROXY_V1_MAX_BYTES	107	/* the longest v1 line, CRLF included */
+#define PROXY_MAX_BYTES		(16 + 65535)	/* v2: fixed part + length */
+#define PROXY_TIMEOUT_MS	5000	/* connect to the header's last byte */
+#define PROXY_PEER_BYTES	56	/* "[" IPv6 text(45) "]:" port NUL */
+
+enum {
+	PROXY_BAD = -1,		/* malformed: drop the connection */
+	PROXY_MORE = 0,		/* a header so far: more bytes needed */
+	PROXY_DONE = 1		/* a whole, valid header */
+};
+
+struct proxy_hdr {
+	size_t		 len;	/* DONE: the header's bytes; MORE: the
+				 * least the whole header can be */
+	int		 version;	/* 1 or 2; 0 when not yet known */
+	int		 local;	/* DONE without a client address (v2 LOCAL,
+				 * UNSPEC or UNIX, v1 UNKNOWN): use the
+				 * connection's own peer */
+	char		 peer[PROXY_PEER_BYTES];	/* the client, as the
+				 * handler logs peers ("192.0.2.1:4711",
+				 * "[2001:db8::1]:4711", IPv4-mapped IPv6
+				 * as IPv4); "" when local */
+};
+
+/*
+ * Parses the len bytes at p, which start a connection (bytes after the
+ * header may follow).  Returns PROXY_DONE with h filled in, PROXY_MORE
+ * when p is a valid beginning (h->len: at least this many bytes), or
+ * PROXY_BAD and *why.  v2 TLVs are checked for fit and skipped; a v1
+ * line is refused once 107 bytes hold no CRLF.  Pure: no I/O.
+ */
+int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
+	    const char **why);
+/*
+ * Reads the header from the socket fd, taking exactly its bytes (looked
+ * at with MSG_PEEK first, so what follows stays for the frame layer),
+ * waiting at most timeout_ms in all; EINTR is retried.  0 and h (as
+ * PROXY_DONE), or -1 and *why: malformed, timed out, closed, or fd is
+ * not a socket.  Never reads a byte past the header.
+ */
+int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
+	    const char **why);
+
+/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
+#ifdef USMTP_FUZZ
+#include <setjmp.h>
+#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
+extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
+int	usmtp_handler_main(int argc, char *argv[]);
+#endif
+
 #endif /* USMTP_H */

@@ -27,6 +27,11 @@ replay() {
 	run -0 replay session regressions/session
 }
 
+@test "the PROXY header fuzzer replays its seeds and regressions clean" {
+	run -0 replay proxy seeds/proxy
+	run -0 replay proxy regressions/proxy
+}
+
 @test "an empty plain frame can be the first thing queued (UBSan: memcpy to NULL)" {
 	run -0 replay frame regressions/frame
 	[[ "$output" == *empty-plain-write-ubsan* ]]
