@@ -53,6 +53,10 @@ setup_file() {
 		not_here "needs root: installs packages and creates a system user"
 		return 0
 	fi
+	if [ -n "${USMTP_SANITIZER:-}" ]; then
+		not_here "the packages are built without sanitizers; USMTP_SANITIZER=$USMTP_SANITIZER"
+		return 0
+	fi
 	if on_disk usmtp usmtp-client; then
 		not_here "a usmtp package is on this machine; the suite would purge it"
 		return 0
