@@ -6,6 +6,7 @@
 # make bench           the benchmark table (tools/bench)
 # make STATIC_CRYPTO=0  link the handler's libcrypto dynamically
 # make install         PREFIX=/usr/local, DESTDIR= honoured
+# make deb             the Debian packages, in dist/
 #
 # Our warning and hardening flags are always used; CFLAGS, CPPFLAGS and
 # LDFLAGS from the command line are added to them, never replace them.
@@ -177,6 +178,28 @@ check-valgrind:
 	USMTP_SANITIZER=valgrind USMTP_WRAP="$(VALGRIND)" bats $(VALGRIND_SUITES)
 
 .PHONY: check-asan check-valgrind
+
+# make deb: the Debian packages usmtp and usmtp-client (debian/), built
+# by dpkg-buildpackage in a copy of the tree under DEBBUILD -- the
+# package build cleans and rebuilds with its own flags and would
+# otherwise replace the programs "make check" tests -- then moved to
+# dist/.  MAKEFLAGS is dropped: variables given to this make must not
+# reach debian/rules.
+DEBBUILD ?= dist/build
+
+deb:
+	tools/need-packages deb
+	rm -rf $(DEBBUILD)
+	mkdir -p $(DEBBUILD)/usmtp
+	tar -cf - --exclude=./.git --exclude=./dist \
+	    --exclude=./tests/fuzz/corpus . | tar -C $(DEBBUILD)/usmtp -xf -
+	cd $(DEBBUILD)/usmtp && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -us -uc -b
+	rm -f dist/*.deb
+	mv $(DEBBUILD)/*.deb dist/
+	rm -rf $(DEBBUILD)
+
+.PHONY: deb
 
 # Units, service files and install.  The .in files name install paths as
 # @SBINDIR@, @BINDIR@, @SYSCONFDIR@ and @LOCALSTATEDIR@; they are made
