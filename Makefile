@@ -64,7 +64,7 @@ usmtp-client: $(CLIENT_OBJS)
 usmtp-users: $(USERS_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(USERS_OBJS) $(LIBS)
 
-tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o
+tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
@@ -119,10 +119,10 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
 FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy
 
-tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c usmtp.h \
-	    tests/fuzz/fuzz.h
+tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
+	    usmtp.h tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
-	    util.c -lcrypto
+	    util.c noise.c -lcrypto
 
 tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c

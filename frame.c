@@ -2,10 +2,12 @@
  * frame.c -- the frame layer both ends of USMTP speak (usmtp(7),
  * Framing): buffered reads and writes over a pair of descriptors, every
  * wait bounded by a deadline, frames found by their terminators or
- * counts, and the 1.0 record layer (AES-256-ECB with space padding).
- * Attachment content goes through here both ways, in one direction
- * each: read, decrypted and unpadded into a sink; read from a file,
- * padded and encrypted onto the wire.
+ * counts, and the two record layers: USMTP 1.0's (AES-256-ECB with
+ * space padding, usmtp(7) Framing) and secure mode's (Noise transport
+ * messages, usmtp(7) SECURE MODE), so that the session above does not
+ * know which is in use.  Attachment content goes through here both
+ * ways, in one direction each: read, decrypted and unpadded into a sink;
+ * read from a file, padded and encrypted onto the wire.
  *
  * Calls crypto.c, util.c, OpenSSL and libc.  Never prints, logs or
  * exits: failures return an FR_* code or -1 with a static reason in
@@ -29,6 +31,11 @@
 #define IN_START_BYTES	16384	/* first read buffer */
 #define DRAIN_MAX_BYTES	(16 * 1024 * 1024)	/* read while writing, at most */
 #define AES_BLOCK	16
+#define REC_LEN_BYTES	2	/* secure mode: a record's length prefix */
+#define REC_MIN_BYTES	(NOISE_TAG_BYTES + 1)	/* the flag byte */
+#define PIECE_MAX_BYTES	(NOISE_PLAIN_MAX_BYTES - 1)	/* 65518 */
+#define FLAG_MORE	0x00	/* more messages of this frame follow */
+#define FLAG_LAST	0x01	/* the frame ends with this message */
 
 static const unsigned char crlf2[4] = { '\r', '\n', '\r', '\n' };
 
@@ -63,6 +70,16 @@ static int	 content_emit(struct content *c, const unsigned char *p,
 		    size_t len);
 static int	 content_sink(void *arg, const unsigned char *p, size_t len);
 static int	 read_full(int fd, unsigned char *p, size_t n);
+static int	 keep(struct frameio *io, const void *p, size_t n);
+static int	 record_next(struct frameio *io, long deadline,
+		    unsigned char **p, size_t *len, int *last);
+static int	 record_read(struct frameio *io, size_t max,
+		    unsigned char **data, size_t *len);
+static int	 record_content(struct frameio *io, uint64_t n,
+		    int (*sink)(void *, const unsigned char *, size_t),
+		    void *arg);
+static int	 record_queue(struct frameio *io, const unsigned char *p,
+		    size_t len, int last);
 
 /*
  * Polls pfd[0..n), at most idle_ms and never past deadline (both <= 0:
@@ -155,10 +172,45 @@ frame_free(struct frameio *io)
 		OPENSSL_cleanse(io->plain, io->plaincap);
 		free(io->plain);
 	}
+	if (io->kept != NULL) {
+		OPENSSL_cleanse(io->kept, io->keptcap);
+		free(io->kept);
+	}
 	EVP_CIPHER_CTX_free(io->enc);
 	EVP_CIPHER_CTX_free(io->dec);
+	noise_cipher_clear(&io->tx);
+	noise_cipher_clear(&io->rx);
 	memset(io, 0, sizeof(*io));
 	io->rfd = io->wfd = -1;
+}
+
+/* Appends to the copy of the plaintext exchange, when one is kept. */
+static int
+keep(struct frameio *io, const void *p, size_t n)
+{
+	if (!io->keep || n == 0)
+		return 0;
+	if (buf_grow(&io->kept, &io->keptcap, io->keptlen + n, 0) == -1) {
+		io->why = "out of memory";
+		return -1;
+	}
+	memcpy(io->kept + io->keptlen, p, n);
+	io->keptlen += n;
+	return 0;
+}
+
+void
+frame_set_noise(struct frameio *io, struct noise_cipher *tx,
+    struct noise_cipher *rx)
+{
+	noise_cipher_clear(&io->tx);
+	noise_cipher_clear(&io->rx);
+	io->tx = *tx;
+	io->rx = *rx;
+	memset(tx, 0, sizeof(*tx));
+	memset(rx, 0, sizeof(*rx));
+	io->noise = 1;
+	io->keep = 0;
 }
 
 void
@@ -311,6 +363,8 @@ find_term(struct frameio *io, enum ftype type, size_t max, size_t *paylen,
 	const unsigned char	*hit;
 
 	switch (type) {
+	case FT_RECORD:		/* record_read()'s */
+		return FR_BADFRAME;
 	case FT_KEY:
 		if (n < RSA_CIPHER_BYTES + sizeof(crlf2))
 			return FR_EOF;
@@ -392,6 +446,9 @@ frame_read(struct frameio *io, enum ftype type, size_t max,
 	long	 deadline;
 	int	 r, outl;
 
+	if (type == FT_RECORD || (io->noise &&
+	    (type == FT_CIPHER || type == FT_CIPHER_DOT)))
+		return record_read(io, max, data, len);
 	io->scanned = 0;
 	/* A whole frame must arrive within one timeout: trickling a byte
 	 * at a time cannot stretch it. */
@@ -431,12 +488,159 @@ frame_read(struct frameio *io, enum ftype type, size_t max,
 		n = paylen;
 	}
 	io->plain[n] = '\0';
+	if ((type == FT_PLAIN || type == FT_PLAIN_DOT) &&
+	    keep(io, io->in + io->inoff, paylen + termlen) == -1)
+		return FR_ERROR;
 	io->inoff += paylen + termlen;
 	io->inlen -= paylen + termlen;
 	if (io->inlen == 0)
 		io->inoff = 0;
 	*data = io->plain;
 	*len = n;
+	return FR_OK;
+}
+
+/*
+ * Secure mode: the next record, whole in the buffer, within deadline.
+ * Handshake (!io->noise): *p is the Noise message as it came.  After it:
+ * *p is the decrypted content after the flag byte, *last the flag.  The
+ * record is consumed.  FR_OK; FR_EOF before its first byte; FR_TRUNC,
+ * FR_TIMEOUT, FR_INTR, FR_ERROR; FR_BADFRAME for a length out of range,
+ * a failed authentication or a bad flag (io->why says which).
+ */
+static int
+record_next(struct frameio *io, long deadline, unsigned char **p,
+    size_t *len, int *last)
+{
+	unsigned char		*in;
+	size_t			 rl, outl;
+	int			 r;
+
+	for (;;) {
+		in = io->in + io->inoff;
+		if (io->inlen >= REC_LEN_BYTES) {
+			rl = (size_t)in[0] << 8 | in[1];
+			if ((io->noise && rl < REC_MIN_BYTES) || rl == 0) {
+				io->why = "record length out of range";
+				return FR_BADFRAME;
+			}
+			if (io->inlen >= REC_LEN_BYTES + rl)
+				break;
+		}
+		r = fill(io, deadline);
+		if (r == FR_EOF)
+			return io->inlen == 0 ? FR_EOF : FR_TRUNC;
+		if (r != FR_OK)
+			return r;
+	}
+	in += REC_LEN_BYTES;
+	io->inoff += REC_LEN_BYTES + rl;
+	io->inlen -= REC_LEN_BYTES + rl;
+	if (!io->noise) {
+		*p = in;	/* valid until the next fill: none comes */
+		*len = rl;
+		*last = 1;
+		if (io->inlen == 0)
+			io->inoff = 0;
+		return FR_OK;
+	}
+	/* Decrypted in place: the record is consumed either way. */
+	if (noise_decrypt(&io->rx, in, rl, in, &outl, &io->why) == -1) {
+		io->why = "record authentication failed";
+		return FR_BADFRAME;
+	}
+	if (in[0] != FLAG_LAST && (in[0] != FLAG_MORE || outl == 1)) {
+		OPENSSL_cleanse(in + 1, outl - 1);
+		io->why = in[0] == FLAG_MORE ? "empty record inside a frame" :
+		    "bad record flag";
+		return FR_BADFRAME;
+	}
+	*last = in[0] == FLAG_LAST;
+	*p = in + 1;
+	*len = outl - 1;
+	return FR_OK;
+}
+
+/*
+ * Secure mode: one frame (or, FT_RECORD, one handshake message) of at
+ * most max bytes, reassembled from its records into io->plain.
+ */
+static int
+record_read(struct frameio *io, size_t max, unsigned char **data,
+    size_t *len)
+{
+	unsigned char		*p;
+	size_t			 n = 0, pl;
+	long			 deadline = frame_deadline(io);
+	int			 r, last = 0, first = 1;
+
+	while (!last) {
+		r = record_next(io, deadline, &p, &pl, &last);
+		if (r == FR_EOF && !first)
+			r = FR_TRUNC;
+		if (r != FR_OK)
+			return r;
+		first = 0;
+		if (pl > max - n) {
+			OPENSSL_cleanse(p, pl);
+			return FR_TOOBIG;
+		}
+		if (buf_grow(&io->plain, &io->plaincap, n + pl + 1, 1) == -1) {
+			io->why = "out of memory";
+			return FR_ERROR;
+		}
+		memcpy(io->plain + n, p, pl);
+		OPENSSL_cleanse(p, pl);
+		n += pl;
+	}
+	if (io->inlen == 0)
+		io->inoff = 0;
+	if (buf_grow(&io->plain, &io->plaincap, n + 1, 1) == -1) {
+		io->why = "out of memory";
+		return FR_ERROR;
+	}
+	io->plain[n] = '\0';
+	*data = io->plain;
+	*len = n;
+	return FR_OK;
+}
+
+/*
+ * Secure mode: an attachment's content, one frame of exactly n bytes,
+ * each record handed to sink as it comes.  Each record waits at most
+ * one idle timeout.
+ */
+static int
+record_content(struct frameio *io, uint64_t n,
+    int (*sink)(void *, const unsigned char *, size_t), void *arg)
+{
+	unsigned char		*p;
+	uint64_t		 got = 0;
+	size_t			 pl;
+	int			 r, last = 0;
+
+	while (!last) {
+		r = record_next(io, frame_deadline(io), &p, &pl, &last);
+		if (r == FR_EOF)
+			r = FR_TRUNC;
+		if (r != FR_OK)
+			return r;
+		if (pl > n - got) {
+			io->why = "content longer than announced";
+			return FR_BADFRAME;
+		}
+		got += pl;
+		r = pl > 0 ? sink(arg, p, pl) : 0;
+		OPENSSL_cleanse(p, pl);
+		if (r == -1)
+			return FR_ERROR;
+	}
+	if (io->inlen == 0)
+		io->inoff = 0;
+	if (got != n) {
+		io->why = "content shorter than announced";
+		return FR_BADFRAME;
+	}
 	return FR_OK;
 }
 
@@ -562,6 +766,8 @@ frame_read_content(struct frameio *io, uint64_t n, int64_t size,
 	struct content	c;
 	int		r;
 
+	if (io->noise)
+		return record_content(io, n, sink, arg);
 	if (n < sizeof(crlf2) || (n - sizeof(crlf2)) % AES_BLOCK != 0 ||
 	    (size >= 0 && (uint64_t)size > n - sizeof(crlf2))) {
 		io->why = "bad content length";
@@ -599,7 +805,8 @@ pad_len(uint64_t n, enum fpad pad)
 uint64_t
 frame_content_length(const struct frameio *io, uint64_t size, enum fpad pad)
 {
-	(void)io;
+	if (io->noise)		/* usmtp(7), SECURE MODE: the exact size */
+		return size;
 	return size + pad_len(size, pad) + sizeof(crlf2);
 }
 
@@ -628,11 +835,34 @@ int
 frame_write_content(struct frameio *io, int fd, uint64_t size,
     enum fpad pad, void (*progress)(void *arg, uint64_t done), void *arg)
 {
+	int		 r;
 	unsigned char	*dst;
 	uint64_t	 done = 0;
 	size_t		 want, padn, chunk;
 	int		 outl;
 
+	if (io->noise) {
+		unsigned char	 piece[PIECE_MAX_BYTES];
+
+		do {
+			want = size - done < sizeof(piece) ?
+			    (size_t)(size - done) : sizeof(piece);
+			if (read_full(fd, piece, want) == -1) {
+				OPENSSL_cleanse(piece, sizeof(piece));
+				io->why = errno != 0 ? "cannot read the file" :
+				    "the file shrank while it was sent";
+				return -2;
+			}
+			done += want;
+			r = record_queue(io, piece, want, done == size);
+			OPENSSL_cleanse(piece, want);
+			if (r == -1 || frame_flush(io) == -1)
+				return -1;
+			if (progress != NULL)
+				progress(arg, done);
+		} while (done < size);
+		return 0;
+	}
 	do {
 		want = size - done < STREAM_CHUNK_BYTES ?
 		    (size_t)(size - done) : STREAM_CHUNK_BYTES;
@@ -670,6 +900,33 @@ frame_write_content(struct frameio *io, int fd, uint64_t size,
 	return 0;
 }
 
+/* Secure mode: queues one transport message: flag, then len bytes. */
+static int
+record_queue(struct frameio *io, const unsigned char *p, size_t len,
+    int last)
+{
+	unsigned char	*dst;
+	size_t		 ml = 1 + len + NOISE_TAG_BYTES;
+
+	if (buf_grow(&io->out, &io->outcap, io->outlen + REC_LEN_BYTES + ml,
+	    1) == -1) {
+		io->why = "out of memory";
+		return -1;
+	}
+	dst = io->out + io->outlen;
+	dst[0] = (unsigned char)(ml >> 8);
+	dst[1] = (unsigned char)ml;
+	dst[2] = last ? FLAG_LAST : FLAG_MORE;
+	memcpy(dst + 3, p, len);
+	if (noise_encrypt(&io->tx, dst + 2, 1 + len, dst + 2, &io->why)
+	    == -1) {
+		OPENSSL_cleanse(dst, REC_LEN_BYTES + ml);
+		return -1;
+	}
+	io->outlen += REC_LEN_BYTES + ml;
+	return 0;
+}
+
 int
 frame_write_raw(struct frameio *io, const void *p, size_t len)
 {
@@ -696,11 +953,40 @@ int
 frame_write_padded(struct frameio *io, enum ftype type, const void *text,
     size_t len, enum fpad pad)
 {
-	size_t		 padded;
-	unsigned char	*dst;
+	size_t		 padded, piece;
+	unsigned char	*dst, hdr[REC_LEN_BYTES];
+	const unsigned char *p = text;
 	int		 outl;
 
+	if (type == FT_RECORD) {
+		/* A handshake message, as it is, after its length. */
+		if (len == 0 || len > NOISE_MSG_MAX_BYTES) {
+			io->why = "record too long";
+			return -1;
+		}
+		hdr[0] = (unsigned char)(len >> 8);
+		hdr[1] = (unsigned char)len;
+		if (frame_write_raw(io, hdr, sizeof(hdr)) == -1)
+			return -1;
+		return frame_write_raw(io, text, len);
+	}
+	if (io->noise && (type == FT_CIPHER || type == FT_CIPHER_DOT)) {
+		/* usmtp(7), SECURE MODE, Records: no pad, no terminator;
+		 * an empty frame is one message holding just the flag. */
+		do {
+			piece = len < PIECE_MAX_BYTES ? len : PIECE_MAX_BYTES;
+			if (record_queue(io, p, piece, piece == len) == -1)
+				return -1;
+			p += piece;
+			len -= piece;
+		} while (len > 0);
+		return 0;
+	}
 	if ((type != FT_CIPHER && type != FT_CIPHER_DOT) || io->enc == NULL) {
+		if ((type == FT_PLAIN || type == FT_PLAIN_DOT) &&
+		    (keep(io, text, len) == -1 || (type == FT_PLAIN_DOT &&
+		    keep(io, ".", 1) == -1) || keep(io, crlf2, 4) == -1))
+			return -1;
 		if (frame_write_raw(io, text, len) == -1)
 			return -1;
 		if (type == FT_PLAIN_DOT || type == FT_CIPHER_DOT)

@@ -203,7 +203,9 @@ enum ftype {
 	FT_PLAIN_DOT,	/* plaintext, ends at the first ".\r\n\r\n" (202) */
 	FT_KEY,		/* exactly RSA_CIPHER_BYTES then CRLFCRLF */
 	FT_CIPHER,	/* AES blocks, CRLFCRLF at a positive multiple of 16 */
-	FT_CIPHER_DOT	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
+	FT_CIPHER_DOT,	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
+	FT_RECORD	/* secure mode's handshake message: a 2-byte length
+			 * and the Noise message, raw */
 };
 
 /* How a 1.0 frame is padded with spaces to whole AES blocks. */
@@ -237,6 +239,11 @@ struct frameio {
 	unsigned char	*plain;		/* last decrypted frame, NUL-ended */
 	size_t		 plaincap;
 	EVP_CIPHER_CTX	*enc, *dec;	/* NULL until frame_setkey() */
+	int		 noise;		/* secure mode's records from now */
+	struct noise_cipher tx, rx;	/* their ciphers (frame_set_noise) */
+	int		 keep;		/* keep a copy of plaintext frames */
+	unsigned char	*kept;		/* ... here: the Noise prologue */
+	size_t		 keptlen, keptcap;
 	int		 eof;		/* the peer's end of input was read */
 	int		 drain;		/* read input while waiting to write */
 	int		 wsock;		/* wfd is a socket */
@@ -266,14 +273,30 @@ void	frame_set_deadline(struct frameio *io, int seconds);
 int	frame_deadline_passed(const struct frameio *io);
 /* Switches io to AES-256-ECB with key (32 bytes, not kept by io). */
 int	frame_setkey(struct frameio *io, const unsigned char *key);
+/*
+ * Switches io to secure mode's records (usmtp(7), SECURE MODE) with the
+ * two transport ciphers of a finished Noise handshake, which io takes
+ * over (*tx and *rx are left without a key).  From then on FT_CIPHER
+ * and FT_CIPHER_DOT frames travel as transport messages: split into
+ * pieces with a flag byte, no padding, no terminator; attachment content
+ * is exactly its size.  Also stops keeping plaintext frames.
+ */
+void	frame_set_noise(struct frameio *io, struct noise_cipher *tx,
+	    struct noise_cipher *rx);
 
 /*
  * Reads one frame of kind type whose payload (terminator excluded) may
  * be at most max bytes.  Pending output is flushed before any wait.
  * FT_CIPHER*: the payload is decrypted, trailing spaces are stripped and
  * *data points at the plaintext (NUL-terminated; it may contain NULs, so
- * use *len).  Other kinds: *data is the raw payload.  *data stays valid
- * until the next frame_* call.
+ * use *len); in secure mode the frame is reassembled from its records,
+ * its content as sent, and max is checked as they arrive.  FT_RECORD:
+ * one handshake message, raw.  Other kinds: *data is the raw payload.
+ * *data stays valid until the next frame_* call.  With io->keep set,
+ * plaintext frames read or written (FT_PLAIN*), terminators included,
+ * are appended to io->kept in the order they pass.  In secure mode a
+ * record that fails authentication, a length out of range or a bad flag
+ * is FR_BADFRAME with io->why.
  */
 int	frame_read(struct frameio *io, enum ftype type, size_t max,
 	    unsigned char **data, size_t *len);

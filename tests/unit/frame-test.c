@@ -28,6 +28,8 @@ static int	count_sink(void *arg, const unsigned char *p, size_t len);
 static int	keep_sink(void *arg, const unsigned char *p, size_t len);
 static void	content_tests(void);
 static void	write_deadline_tests(void);
+static void	noise_pair(struct frameio *a, struct frameio *b);
+static void	secure_tests(void);
 
 /* What a content sink received. */
 struct kept {
@@ -300,6 +302,7 @@ main(void)
 
 	content_tests();
 	write_deadline_tests();
+	secure_tests();
 	return tap_done();
 }
 
@@ -449,4 +452,203 @@ write_deadline_tests(void)
 	frame_free(&io);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/*
+ * a (client) and b (server) over a socket pair, in secure mode with the
+ * ciphers of a real Noise handshake done in memory.
+ */
+static void
+noise_pair(struct frameio *a, struct frameio *b)
+{
+	struct noise_hs		*hi, *hr;
+	struct noise_cipher	 itx, irx, rtx, rrx;
+	unsigned char		 spriv[32], spub[32], m[256], pl[64];
+	EVP_PKEY		*k;
+	const char		*why;
+	size_t			 ml, pll;
+	int			 sv[2];
+
+	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL ||
+	    noise_pkey_private(k, spriv, &why) == -1 ||
+	    noise_pkey_public(k, spub, &why) == -1)
+		exit(2);
+	EVP_PKEY_free(k);
+	hi = noise_hs_new(1, (const unsigned char *)"p", 1, NULL, spub, NULL,
+	    &why);
+	hr = noise_hs_new(0, (const unsigned char *)"p", 1, spriv, NULL, NULL,
+	    &why);
+	memset(&itx, 0, sizeof(itx));
+	memset(&irx, 0, sizeof(irx));
+	memset(&rtx, 0, sizeof(rtx));
+	memset(&rrx, 0, sizeof(rrx));
+	if (hi == NULL || hr == NULL ||
+	    noise_hs_write_message(hi, (const unsigned char *)"x", 1, m,
+	    sizeof(m), &ml, &why) == -1 ||
+	    noise_hs_read_message(hr, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
+	    noise_hs_write_message(hr, (const unsigned char *)"y", 1, m,
+	    sizeof(m), &ml, &why) == -1 ||
+	    noise_hs_read_message(hi, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
+	    noise_hs_split(hi, &itx, &irx, NULL, &why) == -1 ||
+	    noise_hs_split(hr, &rtx, &rrx, NULL, &why) == -1)
+		exit(2);
+	noise_hs_free(hi);
+	noise_hs_free(hr);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		exit(2);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	frame_init(a, sv[0], sv[0], 5);
+	frame_init(b, sv[1], sv[1], 5);
+	a->drain = b->drain = 1;
+	frame_set_noise(a, &itx, &irx);
+	frame_set_noise(b, &rtx, &rrx);
+}
+
+/* Secure mode's records (usmtp(7), SECURE MODE): frames and content of
+ * every size around a record's, tampering, limits. */
+static void
+secure_tests(void)
+{
+	static const size_t	 sizes[] = { 0, 1, 65517, 65518, 65519,
+	    131036, 131037, 200000 };
+	static unsigned char	 big[10 * 1024 * 1024 + 1];
+	static struct kept	 k;
+	struct frameio		 a, b;
+	unsigned char		*data;
+	size_t			 i, j, len;
+	uint64_t		 n, sum;
+	int			 r, fd, st;
+	char			 path[] = "/tmp/frame-test.XXXXXX";
+
+	for (j = 0; j < sizeof(big); j++)
+		big[j] = (unsigned char)(j * 13 + j / 4093);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		noise_pair(&a, &b);
+		if (fork() == 0) {
+			r = frame_write(&a, FT_CIPHER, big, sizes[i]);
+			_exit(r == 0 && frame_flush(&a) == 0 ? 0 : 1);
+		}
+		r = frame_read(&b, FT_CIPHER_DOT, sizeof(big), &data, &len);
+		ok(r == FR_OK && len == sizes[i] &&
+		    memcmp(data, big, len) == 0, "secure frame of %zu bytes "
+		    "arrives as sent", sizes[i]);
+		wait(&st);
+		frame_free(&a);
+		frame_free(&b);
+	}
+
+	/* attachment content: exact sizes, no padding, no terminator */
+	if ((fd = mkstemp(path)) == -1 ||
+	    write(fd, big, sizeof(big)) != (ssize_t)sizeof(big))
+		exit(2);
+	unlink(path);
+	for (i = 0; i < 5; i++) {
+		static const size_t	csz[] = { 0, 1, 65518, 65519,
+		    10 * 1024 * 1024 + 1 };
+
+		noise_pair(&a, &b);
+		n = frame_content_length(&a, csz[i], FPAD_ALWAYS);
+		ok(n == csz[i], "secure content length of %zu is %llu",
+		    csz[i], (unsigned long long)n);
+		if (fork() == 0) {
+			lseek(fd, 0, SEEK_SET);
+			r = frame_write_content(&a, fd, csz[i], FPAD_ALWAYS,
+			    NULL, NULL);
+			frame_write(&a, FT_CIPHER, "after", 5);
+			_exit(r == 0 && frame_flush(&a) == 0 ? 0 : 1);
+		}
+		sum = 0;
+		memset(&k, 0, sizeof(k));
+		if (csz[i] <= sizeof(k.buf))
+			r = frame_read_content(&b, n, -1, keep_sink, &k);
+		else
+			r = frame_read_content(&b, n, -1, count_sink, &sum);
+		ok(r == FR_OK && (csz[i] > sizeof(k.buf) ? sum == csz[i] :
+		    k.len == csz[i] && memcmp(k.buf, big, csz[i]) == 0),
+		    "secure content of %zu bytes arrives byte for byte",
+		    csz[i]);
+		r = frame_read(&b, FT_CIPHER, 4096, &data, &len);
+		ok(r == FR_OK && len == 5, "the frame after %zu bytes of "
+		    "secure content is intact", csz[i]);
+		wait(&st);
+		frame_free(&a);
+		frame_free(&b);
+	}
+	close(fd);
+
+	/* content that does not match its announced length */
+	noise_pair(&a, &b);
+	frame_write(&a, FT_CIPHER, "12345", 5);
+	frame_flush(&a);
+	r = frame_read_content(&b, 4, -1, count_sink, &sum);
+	ok(r == FR_BADFRAME, "secure content longer than announced is bad");
+	frame_free(&a);
+	frame_free(&b);
+	noise_pair(&a, &b);
+	frame_write(&a, FT_CIPHER, "123", 3);
+	frame_flush(&a);
+	r = frame_read_content(&b, 4, -1, count_sink, &sum);
+	ok(r == FR_BADFRAME, "secure content shorter than announced is bad");
+	frame_free(&a);
+	frame_free(&b);
+
+	/* a frame over the limit is refused while it arrives */
+	noise_pair(&a, &b);
+	frame_write(&a, FT_CIPHER, big, 65518);		/* first record */
+	frame_flush(&a);
+	r = frame_read(&b, FT_CIPHER, 4096, &data, &len);
+	ok(r == FR_TOOBIG, "a secure frame over the limit is too big before "
+	    "its last record");
+	frame_free(&a);
+	frame_free(&b);
+
+	/* tampering: each byte of a record, one at a time */
+	for (j = 0; j < 2 + 1 + 3 + 16; j++) {
+		unsigned char	 rec[64];
+		size_t		 rl;
+
+		noise_pair(&a, &b);
+		frame_write(&a, FT_CIPHER, "BYE", 3);
+		rl = a.outlen;
+		memcpy(rec, a.out, rl);
+		a.outlen = 0;
+		rec[j] ^= 0x01;
+		frame_write_raw(&a, rec, rl);
+		frame_flush(&a);
+		shutdown(a.wfd, SHUT_WR);
+		r = frame_read(&b, FT_CIPHER, 4096, &data, &len);
+		if (j < 2)
+			ok(r == FR_TRUNC || r == FR_BADFRAME, "a changed "
+			    "length byte %zu is refused (%d)", j, r);
+		else
+			ok(r == FR_BADFRAME && strcmp(b.why,
+			    "record authentication failed") == 0,
+			    "a flipped bit in byte %zu fails authentication", j);
+		frame_free(&a);
+		frame_free(&b);
+	}
+
+	/* a dropped record and a reordered pair */
+	{
+		unsigned char	 r1[64], r2[64];
+		size_t		 l1, l2;
+
+		noise_pair(&a, &b);
+		frame_write(&a, FT_CIPHER, "one", 3);
+		l1 = a.outlen;
+		memcpy(r1, a.out, l1);
+		a.outlen = 0;
+		frame_write(&a, FT_CIPHER, "two", 3);
+		l2 = a.outlen;
+		memcpy(r2, a.out, l2);
+		a.outlen = 0;
+		frame_write_raw(&a, r2, l2);
+		frame_write_raw(&a, r1, l1);
+		frame_flush(&a);
+		r = frame_read(&b, FT_CIPHER, 4096, &data, &len);
+		ok(r == FR_BADFRAME, "a reordered pair of records is refused");
+		frame_free(&b);
+		frame_free(&a);
+	}
 }
