@@ -257,7 +257,7 @@ out:
 }
 
 EVP_PKEY *
-crypto_load_key(const char *path, const char **why)
+crypto_load_key(const char *path, enum keykind kind, const char **why)
 {
 	unsigned char	*pem = NULL, *der = NULL;
 	char		*name = NULL, *hdr = NULL;
@@ -272,7 +272,8 @@ crypto_load_key(const char *path, const char **why)
 		*why = "out of memory";
 		goto out;
 	}
-	if (PEM_read_bio(bio, &name, &hdr, &der, &derlen))
+	if (kind == KEY_RSA2048 && PEM_read_bio(bio, &name, &hdr, &der,
+	    &derlen))
 		key = rsa_fast(name, hdr, der, derlen);
 	if (key == NULL) {
 		BIO_free(bio);
@@ -286,8 +287,13 @@ crypto_load_key(const char *path, const char **why)
 		*why = "not a PEM private key (or it is encrypted)";
 		goto out;
 	}
-	if (!EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_get_bits(key) != 2048) {
+	if (kind == KEY_RSA2048 && (!EVP_PKEY_is_a(key, "RSA") ||
+	    EVP_PKEY_get_bits(key) != 2048)) {
 		*why = "not an RSA-2048 key (usmtp(7), Handshake)";
+		EVP_PKEY_free(key);
+		key = NULL;
+	} else if (kind == KEY_X25519 && !EVP_PKEY_is_a(key, "X25519")) {
+		*why = "not an X25519 key (usmtp(7), SECURE MODE)";
 		EVP_PKEY_free(key);
 		key = NULL;
 	}

@@ -231,6 +231,7 @@ frame_setkey(struct frameio *io, const unsigned char *key)
 {
 	EVP_CIPHER_CTX_free(io->enc);
 	EVP_CIPHER_CTX_free(io->dec);
+	io->keep = 0;		/* no prologue in 1.0 */
 	io->enc = aes_ecb_new(key, 1);
 	io->dec = aes_ecb_new(key, 0);
 	if (io->enc == NULL || io->dec == NULL) {

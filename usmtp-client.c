@@ -42,12 +42,21 @@
 #define SHOWN_MAX_BYTES		200	/* of a server's text in a message */
 
 #define DOC_ALGOS	"support asymmetric-rsa2048 symmetric-aes-256-ecb?"
+#define REF_ALGOS	"support asymetric-rsa-2048 symetric-aes-256-ecb?"
+#define SECURE_ALGOS	"support noise-nk-25519-aesgcm-sha256?"
+#define SECURE_PROLOGUE	"USMTP secure 1"
+#define NOISE_HS_MAX_BYTES 4144	/* a handshake message (usmtp(7)) */
 #define DEF_HELLO	"hello ssl1.0?"
 #define GREETING \
 	"100 Hello supported_protocols usmtp supported_versions 1.0"
 
 /* Exit statuses (sysexits(3)); the man page's EXIT STATUS lists them. */
 #define EXIT_CERT	EX_CONFIG	/* CA unusable or certificate refused */
+
+/* The algorithms lines a session may offer. */
+enum offer { OFFER_SECURE, OFFER_DOCUMENT, OFFER_REFERENCE };
+enum { SECURE_PREFER, SECURE_REQUIRE, SECURE_OFF };		/* --secure */
+enum { DIALECT_AUTO, DIALECT_DOCUMENT, DIALECT_REFERENCE };	/* --dialect */
 
 /* A growing buffer; it may hold a message body, so it is wiped. */
 struct buf {
@@ -78,6 +87,8 @@ static struct {
 	const char	*exec;
 	int		 timeout;
 	int		 verbose;
+	int		 secure;	/* SECURE_* */
+	int		 dialect;	/* DIALECT_* */
 } opt;
 
 /* Secrets live here so that cleanup() wipes them on every exit. */
@@ -86,6 +97,7 @@ static struct frameio	 io;
 static int		 io_live;
 static X509_STORE	*ca_store;
 static pid_t		 child = -1;
+static int		 sessfd = -1;
 static char		 login_addr[ADDR_MAX + 1];
 
 static void	 usage(int status) __attribute__((noreturn));
@@ -97,7 +109,10 @@ static void	 buf_free(struct buf *b);
 static const char *shown(const void *p, size_t n);
 static void	 load_ca(void);
 static int	 connect_server(void);
-static void	 handshake(void);
+static void	 key_exchange(X509 *cert);
+static void	 noise_handshake(X509 *cert);
+static int	 handshake(enum offer offer);
+static void	 open_session(void);
 static int	 read_reply(const char **text, size_t *len, const char *ctx);
 static void	 send_frame(enum ftype type, const void *p, size_t len);
 static void	 fail_reply(int code, const char *text, size_t len,
@@ -131,6 +146,7 @@ usage(int status)
 	fprintf(f,
 "usage: %s [-v] [-H host] [-p port] [--ca file] [-u address]\n"
 "           [--password-file file] [--exec command] [--timeout seconds]\n"
+"           [--secure prefer|require|off] [--dialect auto|document|reference]\n"
 "           [-t address [-s subject] [-b file] [-a file]...]\n",
 	    progname);
 	if (status != 0) {
@@ -151,6 +167,12 @@ usage(int status)
 "  -a, --attach FILE        attach FILE (at most %d times)\n"
 "      --exec COMMAND       run COMMAND (a handler) over a socket pair\n"
 "      --timeout SECONDS    reply timeout (default %d, 0 none)\n"
+"      --secure POLICY      prefer: offer secure mode, fall back to USMTP 1.0\n"
+"                           (and say so); require: never fall back; off: 1.0\n"
+"                           only (default prefer)\n"
+"      --dialect DIALECT    the 1.0 algorithms line: auto (the document's,\n"
+"                           then the reference server's if refused),\n"
+"                           document or reference (default auto)\n"
 "  -v, --verbose            show the server's replies on standard error\n"
 "  -h, --help               this help\n"
 "  -V, --version            the version\n"
@@ -327,37 +349,20 @@ read_plain(enum ftype type, unsigned char **data, const char *ctx)
 	}
 }
 
+/*
+ * The 1.0 key exchange after a 202 (usmtp(7), Handshake): the RSA key
+ * of the verified certificate encrypts a fresh session key.
+ */
 static void
-handshake(void)
+key_exchange(X509 *cert)
 {
 	unsigned char	*data, key[SESSION_KEY_BYTES], ct[RSA_CIPHER_BYTES];
 	size_t		 len, ctlen = 0;
 	EVP_PKEY	*pub;
-	X509		*cert;
 	const char	*text, *why;
-	int		 kind, r;
+	int		 r;
 
-	/* usmtp(7), Handshake: the document's spelling. */
-	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO));
-	len = read_plain(FT_PLAIN, &data, "hello");
-	if (len < 3 || memcmp(data, "201", 3) != 0)
-		die(EX_UNAVAILABLE, "handshake refused: %s", shown(data, len));
-	send_frame(FT_PLAIN, DOC_ALGOS, strlen(DOC_ALGOS));
-	len = read_plain(FT_PLAIN_DOT, &data, "algorithms");
-	if (len < 3 || memcmp(data, "202", 3) != 0)
-		die(EX_UNAVAILABLE, "algorithms refused: %s", shown(data, len));
-	load_ca();
-	cert = dial_verify_cert(ca_store, data, len,
-	    opt.exec == NULL ? opt.host : NULL, &kind, &why);
-	if (cert == NULL)
-		die(kind == DIAL_UNTRUSTED ? EXIT_CERT : kind == DIAL_INTERNAL ?
-		    EX_SOFTWARE : EX_PROTOCOL, "server certificate %s%s%s%s",
-		    why, kind == DIAL_UNTRUSTED ? " (CA file " : "",
-		    kind == DIAL_UNTRUSTED ? opt.ca : "",
-		    kind == DIAL_UNTRUSTED ? ")" : "");
-	pub = dial_rsa_key(cert, &why);
-	X509_free(cert);
-	if (pub == NULL)
+	if ((pub = dial_rsa_key(cert, &why)) == NULL)
 		die(EX_PROTOCOL, "%s", why);
 	if (crypto_random(key, sizeof(key)) == -1)
 		die(EX_SOFTWARE, "no random bytes");
@@ -369,8 +374,10 @@ handshake(void)
 	}
 	send_frame(FT_KEY, ct, ctlen);
 	len = read_plain(FT_PLAIN, &data, "session key");
-	if (len < 3 || memcmp(data, "203", 3) != 0)
+	if (len < 3 || memcmp(data, "203", 3) != 0) {
+		OPENSSL_cleanse(key, sizeof(key));
 		die(EX_UNAVAILABLE, "session key refused: %s", shown(data, len));
+	}
 	r = frame_setkey(&io, key);
 	OPENSSL_cleanse(key, sizeof(key));
 	if (r == -1)
@@ -386,6 +393,167 @@ handshake(void)
 	 */
 	if (frame_write(&io, FT_CIPHER, "1.0 Hello", 9) == -1)
 		die(EX_SOFTWARE, "%s", io.why);
+}
+
+/*
+ * Secure mode after a 202 (usmtp(7), SECURE MODE): the Noise NK
+ * handshake with the certified X25519 key, the plaintext exchange as its
+ * prologue; message 1 carries our version line, message 2 the greeting.
+ */
+static void
+noise_handshake(X509 *cert)
+{
+	struct noise_hs		*hs;
+	struct noise_cipher	 tx, rx;
+	unsigned char		 rs[NOISE_DH_BYTES], *prologue, *data;
+	unsigned char		 msg[NOISE_HS_MAX_BYTES], pl[NOISE_HS_MAX_BYTES];
+	const char		*why;
+	size_t			 n, ml, pll, len;
+	int			 r;
+
+	if (noise_cert_public(cert, rs, &why) == -1)
+		die(EX_PROTOCOL, "server certificate for secure mode: %s", why);
+	n = strlen(SECURE_PROLOGUE) + io.keptlen;
+	if ((prologue = malloc(n)) == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	memcpy(prologue, SECURE_PROLOGUE, strlen(SECURE_PROLOGUE));
+	memcpy(prologue + strlen(SECURE_PROLOGUE), io.kept, io.keptlen);
+	hs = noise_hs_new(1, prologue, n, NULL, rs, NULL, &why);
+	free(prologue);
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	if (hs == NULL || noise_hs_write_message(hs,
+	    (const unsigned char *)"1.0 Hello", 9, msg, sizeof(msg), &ml,
+	    &why) == -1)
+		die(EX_SOFTWARE, "secure mode: %s", why);
+	send_frame(FT_RECORD, msg, ml);
+	r = frame_read(&io, FT_RECORD, NOISE_HS_MAX_BYTES, &data, &len);
+	if (r == FR_EOF || r == FR_TRUNC)
+		die(EX_UNAVAILABLE, "secure mode: the server closed the "
+		    "connection in the handshake");
+	if (r == FR_TIMEOUT)
+		die(EX_TEMPFAIL, "secure mode: no reply from the server in "
+		    "time");
+	if (r != FR_OK)
+		die(EX_PROTOCOL, "secure mode: malformed handshake message");
+	if (noise_hs_read_message(hs, data, len, pl, sizeof(pl), &pll,
+	    &why) == -1)
+		die(EX_PROTOCOL, "secure mode: the handshake failed (%s): the "
+		    "connection may have been tampered with", why);
+	if (pll != strlen(GREETING) || memcmp(pl, GREETING, pll) != 0)
+		die(EX_PROTOCOL, "unexpected greeting: %s", shown(pl, pll));
+	if (noise_hs_split(hs, &tx, &rx, NULL, &why) == -1)
+		die(EX_SOFTWARE, "secure mode: %s", why);
+	noise_hs_free(hs);
+	frame_set_noise(&io, &tx, &rx);
+	if (opt.verbose)
+		fprintf(stderr, "%s: server: %s (secure mode)\n", progname,
+		    shown(pl, pll));
+}
+
+/*
+ * One attempt at a handshake with the given algorithms line.  0 when it
+ * is done; 1 when the server refused the line (502) or closed the
+ * connection before a 202, so that another line may be tried.  Any
+ * other failure ends the program.
+ */
+static int
+handshake(enum offer offer)
+{
+	static const char *const lines[] = {
+		[OFFER_SECURE] = SECURE_ALGOS,
+		[OFFER_DOCUMENT] = DOC_ALGOS,
+		[OFFER_REFERENCE] = REF_ALGOS
+	};
+	unsigned char	*data;
+	size_t		 len;
+	X509		*cert;
+	const char	*why;
+	int		 kind, r;
+
+	io.keep = offer == OFFER_SECURE;	/* the prologue */
+	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO));
+	r = frame_read(&io, FT_PLAIN, PLAIN_MAX_BYTES, &data, &len);
+	if (r == FR_EOF || r == FR_TRUNC)
+		return 1;
+	if (r != FR_OK)
+		(void)read_plain(FT_PLAIN, &data, "hello");	/* dies */
+	if (len < 3 || memcmp(data, "201", 3) != 0)
+		die(EX_UNAVAILABLE, "handshake refused: %s", shown(data, len));
+	send_frame(FT_PLAIN, lines[offer], strlen(lines[offer]));
+	r = frame_read(&io, FT_PLAIN_DOT, PLAIN_MAX_BYTES, &data, &len);
+	if (r == FR_EOF || r == FR_TRUNC)
+		return 1;
+	if (r != FR_OK)
+		(void)read_plain(FT_PLAIN_DOT, &data, "algorithms");
+	if (len >= 3 && memcmp(data, "502", 3) == 0)
+		return 1;
+	if (len < 3 || memcmp(data, "202", 3) != 0)
+		die(EX_UNAVAILABLE, "algorithms refused: %s", shown(data, len));
+	load_ca();
+	cert = dial_verify_cert(ca_store, data, len,
+	    opt.exec == NULL ? opt.host : NULL, &kind, &why);
+	if (cert == NULL)
+		die(kind == DIAL_UNTRUSTED ? EXIT_CERT : kind == DIAL_INTERNAL ?
+		    EX_SOFTWARE : EX_PROTOCOL, "server certificate %s%s%s%s",
+		    why, kind == DIAL_UNTRUSTED ? " (CA file " : "",
+		    kind == DIAL_UNTRUSTED ? opt.ca : "",
+		    kind == DIAL_UNTRUSTED ? ")" : "");
+	if (offer == OFFER_SECURE)
+		noise_handshake(cert);
+	else
+		key_exchange(cert);
+	X509_free(cert);
+	return 0;
+}
+
+/*
+ * Connects and shakes hands, trying the algorithms lines that --secure
+ * and --dialect allow, in order: secure mode, the document's spelling,
+ * the reference server's spelling (usmtp(7), SECURE MODE, Client policy;
+ * usmtp-client(1), --dialect).  Each refusal costs a new connection.
+ */
+static void
+open_session(void)
+{
+	enum offer	 offers[3];
+	int		 n = 0, i, status;
+
+	if (opt.secure != SECURE_OFF)
+		offers[n++] = OFFER_SECURE;
+	if (opt.secure != SECURE_REQUIRE) {
+		if (opt.dialect != DIALECT_REFERENCE)
+			offers[n++] = OFFER_DOCUMENT;
+		if (opt.dialect != DIALECT_DOCUMENT)
+			offers[n++] = OFFER_REFERENCE;
+	}
+	for (i = 0; i < n; i++) {
+		sessfd = connect_server();
+		if (frame_init(&io, sessfd, sessfd, opt.timeout) == -1)
+			die(EX_SOFTWARE, "out of memory");
+		io.drain = 1;	/* an early error reply is read, not lost */
+		io_live = 1;
+		if (handshake(offers[i]) == 0)
+			break;
+		frame_free(&io);
+		io_live = 0;
+		close(sessfd);
+		(void)dial_reap(&child, &status);
+		if (i + 1 == n)
+			die(EX_UNAVAILABLE, "%s", offers[i] == OFFER_SECURE ?
+			    "the server does not offer secure mode (--secure "
+			    "require)" : "algorithms refused: the server "
+			    "speaks neither spelling of USMTP 1.0");
+	}
+	if (offers[i] != OFFER_SECURE && opt.secure == SECURE_PREFER)
+		fprintf(stderr, "%s: the server does not offer secure mode: "
+		    "this session is protected by USMTP 1.0 only\n",
+		    progname);
+	if (opt.verbose)
+		fprintf(stderr, "%s: %s\n", progname,
+		    offers[i] == OFFER_SECURE ? "secure mode" :
+		    offers[i] == OFFER_DOCUMENT ? "USMTP 1.0, document dialect" :
+		    "USMTP 1.0, reference dialect");
 }
 
 /*
@@ -478,7 +646,7 @@ fail_reply(int code, const char *text, size_t len, const char *ctx)
 static void
 send_bye(void)
 {
-	if (!io_live || io.enc == NULL)
+	if (!io_live || (io.enc == NULL && !io.noise))
 		return;
 	if (frame_write(&io, FT_CIPHER, "BYE", 3) == 0)
 		(void)frame_flush(&io);
@@ -891,12 +1059,7 @@ do_batch(void)
 	if (snprintf(login_addr, sizeof(login_addr), "%s", opt.user) >=
 	    (int)sizeof(login_addr))
 		die(EX_DATAERR, "address too long: %s", opt.user);
-	fd = connect_server();
-	if (frame_init(&io, fd, fd, opt.timeout) == -1)
-		die(EX_SOFTWARE, "out of memory");
-	io.drain = 1;	/* an early error reply is read, not lost */
-	io_live = 1;
-	handshake();
+	open_session();
 	do_login(opt.user, 0);
 	rv = send_mail_dialog(opt.to, opt.subject != NULL ? opt.subject : "",
 	    body.p != NULL ? body.p : (const unsigned char *)"", body.len,
@@ -905,7 +1068,7 @@ do_batch(void)
 	buf_free(&body);
 	frame_free(&io);
 	io_live = 0;
-	close(fd);
+	close(sessfd);
 	(void)dial_reap(&child, &status);
 	return rv;
 }
@@ -1007,18 +1170,13 @@ do_interactive(void)
 	char		 line[LINE_MAX_BYTES], *s, *e;
 	const char	*text;
 	size_t		 len;
-	int		 fd, r, status;
+	int		 r, status;
 
 	load_ca();
 	if (opt.user != NULL && snprintf(login_addr, sizeof(login_addr), "%s",
 	    opt.user) >= (int)sizeof(login_addr))
 		die(EX_DATAERR, "address too long: %s", opt.user);
-	fd = connect_server();
-	if (frame_init(&io, fd, fd, opt.timeout) == -1)
-		die(EX_SOFTWARE, "out of memory");
-	io.drain = 1;	/* an early error reply is read, not lost */
-	io_live = 1;
-	handshake();
+	open_session();
 	printf("Connected: %s\n", GREETING);
 	for (;;) {
 		printf("Commands: LOGIN, SEND MAIL, BYE\n");
@@ -1054,7 +1212,7 @@ do_interactive(void)
 	send_bye();
 	frame_free(&io);
 	io_live = 0;
-	close(fd);
+	close(sessfd);
 	(void)dial_reap(&child, &status);
 	return 0;
 }
@@ -1074,6 +1232,8 @@ main(int argc, char *argv[])
 		{ "attach", required_argument, NULL, 'a' },
 		{ "exec", required_argument, NULL, 'E' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "secure", required_argument, NULL, 'S' },
+		{ "dialect", required_argument, NULL, 'D' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -1132,6 +1292,27 @@ main(int argc, char *argv[])
 			    v < 0 || v > 86400)
 				die(EX_USAGE, "--timeout: 0..86400 seconds");
 			opt.timeout = (int)v;
+			break;
+		case 'S':
+			if (strcmp(optarg, "prefer") == 0)
+				opt.secure = SECURE_PREFER;
+			else if (strcmp(optarg, "require") == 0)
+				opt.secure = SECURE_REQUIRE;
+			else if (strcmp(optarg, "off") == 0)
+				opt.secure = SECURE_OFF;
+			else
+				die(EX_USAGE, "--secure: prefer, require or off");
+			break;
+		case 'D':
+			if (strcmp(optarg, "auto") == 0)
+				opt.dialect = DIALECT_AUTO;
+			else if (strcmp(optarg, "document") == 0)
+				opt.dialect = DIALECT_DOCUMENT;
+			else if (strcmp(optarg, "reference") == 0)
+				opt.dialect = DIALECT_REFERENCE;
+			else
+				die(EX_USAGE, "--dialect: auto, document or "
+				    "reference");
 			break;
 		case 'v':
 			opt.verbose = 1;

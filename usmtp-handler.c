@@ -62,6 +62,10 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
+#define NOISE_HS_MAX_BYTES 4144		/* a handshake message: key, a
+					 * command-sized payload, tag */
+#define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
+#define SECURE_PROLOGUE	"USMTP secure 1"
 #define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
@@ -69,13 +73,13 @@ jmp_buf		usmtp_fuzz_jmp;
 #define CONF_LINE_BYTES	1024
 
 enum state {
-	S_HELLO, S_ALGOS, S_KEY, S_VERSION, S_COMMAND, S_LOGIN_ADDR,
+	S_HELLO, S_ALGOS, S_KEY, S_NOISE, S_VERSION, S_COMMAND, S_LOGIN_ADDR,
 	S_LOGIN_PASS, S_FROM, S_TO, S_SUBJECT, S_BODY, S_NATT, S_ATT_HEAD,
 	S_ATT_DATA
 };
 
 static const char *const statenames[] = {
-	"S_HELLO", "S_ALGOS", "S_KEY", "S_VERSION", "S_COMMAND",
+	"S_HELLO", "S_ALGOS", "S_KEY", "S_NOISE", "S_VERSION", "S_COMMAND",
 	"S_LOGIN_ADDR", "S_LOGIN_PASS", "S_FROM", "S_TO", "S_SUBJECT",
 	"S_BODY", "S_NATT", "S_ATT_HEAD", "S_ATT_DATA"
 };
@@ -89,6 +93,7 @@ struct conf {
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
 	int		 proxy_protocol;	/* a PROXY header comes first */
+	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -109,7 +114,10 @@ struct session {
 	char		 peer[INET6_ADDRSTRLEN + 16];
 	/* --proxy-protocol: the connection's own peer (the balancer) */
 	char		 via[INET6_ADDRSTRLEN + 16];
-	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
+	int		 refdialect;	/* reference dialect: no 200 after
+					 * attachment content (usmtp(7),
+					 * Attachments) */
+	int		 secure;	/* secure mode (usmtp(7), SECURE MODE) */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */
 	int		 nerrors;	/* 301s + 401s of the login dialog */
@@ -170,6 +178,8 @@ static int	 parse_addr_line(char *p, size_t len, const char *prefix,
 static void	 st_hello(struct session *, char *, size_t);
 static void	 st_algos(struct session *, char *, size_t);
 static void	 st_key(struct session *, char *, size_t);
+static void	 st_noise(struct session *, char *, size_t);
+static int	 version_ok(char *p, size_t len);
 static void	 st_version(struct session *, char *, size_t);
 static void	 st_command(struct session *, char *, size_t);
 static void	 st_login_addr(struct session *, char *, size_t);
@@ -197,6 +207,7 @@ static const struct {
 	[S_HELLO] =	 { FT_PLAIN, st_hello },
 	[S_ALGOS] =	 { FT_PLAIN, st_algos },
 	[S_KEY] =	 { FT_KEY, st_key },
+	[S_NOISE] =	 { FT_RECORD, st_noise },
 	[S_VERSION] =	 { FT_CIPHER, st_version },
 	[S_COMMAND] =	 { FT_CIPHER, st_command },
 	[S_LOGIN_ADDR] = { FT_CIPHER, st_login_addr },
@@ -260,6 +271,7 @@ usage(int status)
 	}
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
+"                     [--noise-cert FILE --noise-key FILE]\n"
 "                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
@@ -274,6 +286,9 @@ usage(int status)
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
 "  --key FILE               its RSA-2048 private key, mode 0600 (" DEF_KEY ")\n"
 "  --users FILE             GDBM user database (" DEF_USERS ")\n"
+"  --noise-cert FILE        X25519 certificate for secure mode, PEM (none:\n"
+"                           secure mode is not offered)\n"
+"  --noise-key FILE         its X25519 private key, mode 0600\n"
 "  --maildir TEMPLATE       deliver to this Maildir unless the recipient has\n"
 "                           one in the database; %%u local part, %%d domain,\n"
 "                           %%a address, %%%% percent (%s)\n"
@@ -357,6 +372,10 @@ set_option(const char *name, const char *val, const char **why)
 		conf.key = val;
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
+	else if (strcmp(name, "noise-cert") == 0)
+		conf.noise_cert = *val == '\0' ? NULL : val;
+	else if (strcmp(name, "noise-key") == 0)
+		conf.noise_key = *val == '\0' ? NULL : val;
 	else if (strcmp(name, "maildir") == 0) {
 		/* one delivery method: the last one named wins */
 		conf.maildir = val;
@@ -461,6 +480,7 @@ read_config(const char *path)
 		/* Numbers and flags are parsed, not kept: no leak. */
 		if (copy != conf.cert && copy != conf.key &&
 		    copy != conf.users && copy != conf.maildir &&
+		    copy != conf.noise_cert && copy != conf.noise_key &&
 		    copy != conf.sendmail && copy != conf.throttle_db)
 			free(copy);
 	}
@@ -667,7 +687,7 @@ reply_text_fmt(struct session *s, int code, const char *text)
 	n = snprintf(buf, sizeof(buf), "%03d %s", code, text);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = snprintf(buf, sizeof(buf), "%03d", code);
-	if (s->state <= S_KEY)
+	if (s->state <= S_NOISE)
 		type = s->state == S_ALGOS ? FT_PLAIN_DOT : FT_PLAIN;
 	else
 		type = FT_CIPHER;
@@ -826,12 +846,13 @@ st_algos(struct session *s, char *p, size_t len)
 {
 	static const char	 ref[] =
 	    "support asymetric-rsa-2048 symetric-aes-256-ecb?";
-	const char		*why;
+	const char		*why, *cert;
 	char			*pem, *buf, *tok, *save = NULL;
 	size_t			 pemlen, n;
-	int			 ok = 0, rsa = 0, aes = 0;
+	int			 ok = 0, rsa = 0, aes = 0, noise = 0;
 
-	/* PROTOCOL.md 6: the reference's exact line picks its dialect. */
+	/* usmtp(7), Attachments: the reference's exact line picks its
+	 * dialect. */
 	s->refdialect = len == sizeof(ref) - 1 && memcmp(p, ref, len) == 0;
 	p = trim(p, &len);
 	if (len > 0 && p[len - 1] == '?') {
@@ -847,20 +868,28 @@ st_algos(struct session *s, char *p, size_t len)
 			else if (strcasecmp(tok, "symmetric-aes-256-ecb") == 0 ||
 			    strcasecmp(tok, "symetric-aes-256-ecb") == 0)
 				aes++;
+			else if (strcasecmp(tok, SECURE_ALGOS) == 0)
+				noise++;
 			else
 				ok = 0;
 		}
 	}
-	if (!ok || rsa != 1 || aes != 1) {
-		logx(LOG_WARNING, "handshake result=fail code=502");
+	/* usmtp(7), SECURE MODE: the secure token alone, and only when we
+	 * have its key; a 1.0 server's 502 otherwise. */
+	s->secure = ok && noise == 1 && rsa == 0 && aes == 0 &&
+	    conf.noise_cert != NULL && conf.noise_key != NULL;
+	if (!s->secure && (!ok || noise != 0 || rsa != 1 || aes != 1)) {
+		logx(LOG_WARNING, "handshake result=fail code=502%s",
+		    noise ? " offer=secure" : "");
 		session_fail(s, 502, "handshake");
 	}
-	if ((pem = crypto_read_cert_pem(conf.cert, &pemlen, &why)) == NULL) {
-		logx(LOG_ERR, "error cert=%s reason=\"%s\"", conf.cert, why);
+	cert = s->secure ? conf.noise_cert : conf.cert;
+	if ((pem = crypto_read_cert_pem(cert, &pemlen, &why)) == NULL) {
+		logx(LOG_ERR, "error cert=%s reason=\"%s\"", cert, why);
 		session_fail(s, 500, "config");
 	}
 	/* "202 algos valid" then the PEM at once: the reference client
-	 * cuts the certificate out by position (PROTOCOL.md 3). */
+	 * cuts the certificate out by position (usmtp(7), Handshake). */
 	n = strlen("202 algos valid");
 	if ((buf = malloc(n + pemlen)) == NULL) {
 		free(pem);
@@ -872,7 +901,7 @@ st_algos(struct session *s, char *p, size_t len)
 		session_end(s, EX_FAIL, "write", 0);
 	free(buf);
 	free(pem);
-	enter(s, S_KEY);
+	enter(s, s->secure ? S_NOISE : S_KEY);
 }
 
 static void
@@ -890,7 +919,7 @@ st_key(struct session *s, char *p, size_t len)
 	outlen = SESSION_KEY_BYTES;
 	(void)outlen;
 #else
-	if ((key = crypto_load_key(conf.key, &why)) == NULL) {
+	if ((key = crypto_load_key(conf.key, KEY_RSA2048, &why)) == NULL) {
 		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.key, why);
 		session_fail(s, 500, "config");
 	}
@@ -915,26 +944,106 @@ st_key(struct session *s, char *p, size_t len)
 	OPENSSL_cleanse(out, sizeof(out));
 	if (r == -1)
 		session_fail(s, 500, "crypto");
-	logx(LOG_INFO, "handshake result=ok dialect=%s",
+	logx(LOG_INFO, "handshake result=ok dialect=%s security=1.0",
 	    s->refdialect ? "reference" : "document");
 	enter(s, S_VERSION);
 	reply(s, 100);
 }
 
-static void
-st_version(struct session *s, char *p, size_t len)
+/* usmtp(7), Greeting and commands: some whitespace-separated word of
+ * the client's version line must be 1.0. */
+static int
+version_ok(char *p, size_t len)
 {
 	char	*tok, *save = NULL;
 
-	/* PROTOCOL.md 4: some whitespace-separated word must be 1.0. */
-	if (memchr(p, '\0', len) == NULL)
-		for (tok = strtok_r(p, " \t\r\n", &save); tok != NULL;
-		    tok = strtok_r(NULL, " \t\r\n", &save))
-			if (strcmp(tok, "1.0") == 0) {
-				enter(s, S_COMMAND);
-				return;
-			}
-	session_fail(s, 501, "version");
+	if (memchr(p, '\0', len) != NULL)
+		return 0;
+	for (tok = strtok_r(p, " \t\r\n", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t\r\n", &save))
+		if (strcmp(tok, "1.0") == 0)
+			return 1;
+	return 0;
+}
+
+static void
+st_version(struct session *s, char *p, size_t len)
+{
+	if (!version_ok(p, len))
+		session_fail(s, 501, "version");
+	enter(s, S_COMMAND);
+}
+
+/*
+ * usmtp(7), SECURE MODE: the client's Noise message 1 (payload: its
+ * version line), our message 2 (payload: the greeting), then records.
+ * The prologue is every plaintext byte so far.  Any failure ends the
+ * session without a reply: none could be authenticated.
+ */
+static void
+st_noise(struct session *s, char *p, size_t len)
+{
+	struct noise_hs		*hs = NULL;
+	struct noise_cipher	 tx, rx;
+	unsigned char		*prologue = NULL, priv[NOISE_DH_BYTES];
+	unsigned char		 pl[NOISE_HS_MAX_BYTES], msg[NOISE_HS_MAX_BYTES];
+	const char		*why = NULL, *greeting = reply_text(100);
+	EVP_PKEY		*key;
+	size_t			 pll, ml, n, gl = strlen(greeting);
+	int			 r = -1;
+
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	if ((key = crypto_load_key(conf.noise_key, KEY_X25519, &why)) == NULL ||
+	    noise_pkey_private(key, priv, &why) == -1) {
+		EVP_PKEY_free(key);
+		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.noise_key, why);
+		session_end(s, EX_CONFIG, "config", 0);
+	}
+	/* The private key is needed for nothing else: free it now. */
+	EVP_PKEY_free(key);
+	n = strlen(SECURE_PROLOGUE) + s->io.keptlen;
+	if ((prologue = malloc(n)) == NULL) {
+		why = "out of memory";
+		goto out;
+	}
+	memcpy(prologue, SECURE_PROLOGUE, strlen(SECURE_PROLOGUE));
+	memcpy(prologue + strlen(SECURE_PROLOGUE), s->io.kept, s->io.keptlen);
+	if ((hs = noise_hs_new(0, prologue, n, priv, NULL, NULL, &why)) == NULL ||
+	    noise_hs_read_message(hs, (unsigned char *)p, len, pl,
+	    sizeof(pl) - 1, &pll, &why) == -1)
+		goto out;
+	if (!version_ok((char *)pl, pll)) {
+		why = "no version 1.0 in message 1";
+		goto out;
+	}
+	/* message 2's payload: the 100 greeting, as 1.0 sends it */
+	memcpy(pl, "100 ", 4);
+	memcpy(pl + 4, greeting, gl);
+	if (noise_hs_write_message(hs, pl, 4 + gl, msg,
+	    sizeof(msg), &ml, &why) == -1 ||
+	    noise_hs_split(hs, &tx, &rx, NULL, &why) == -1 ||
+	    frame_write(&s->io, FT_RECORD, msg, ml) == -1)
+		goto out;
+	frame_set_noise(&s->io, &tx, &rx);
+	r = 0;
+out:
+	OPENSSL_cleanse(priv, sizeof(priv));
+	OPENSSL_cleanse(pl, sizeof(pl));
+	if (prologue != NULL) {
+		OPENSSL_cleanse(prologue, n);
+		free(prologue);
+	}
+	noise_hs_free(hs);
+	noise_cipher_clear(&tx);
+	noise_cipher_clear(&rx);
+	if (r == -1) {
+		logx(LOG_WARNING, "handshake result=fail security=noise "
+		    "reason=\"%s\"", why ? why : "unknown");
+		session_end(s, EX_FAIL, "handshake", 0);
+	}
+	logx(LOG_INFO, "handshake result=ok security=noise");
+	enter(s, S_COMMAND);
 }
 
 static void
@@ -1280,11 +1389,18 @@ st_att_head(struct session *s, char *p, size_t len)
 		}
 		/* other lines are ignored, as the reference server does */
 	}
-	/* N counts the ciphertext and its CRLFCRLF; whole blocks. */
-	if (!bad && (!haslen || n < 20 || (n - 4) % 16 != 0))
-		bad = 1;
-	if (!bad && hassize && (size > n - 4 || n - 4 - size > 16))
-		bad = 1;
+	if (s->secure) {
+		/* usmtp(7), SECURE MODE: N is the file's exact size; a
+		 * Size: line, if any, must say the same. */
+		if (!bad && (!haslen || (hassize && size != n)))
+			bad = 1;
+	} else {
+		/* N counts the ciphertext and its CRLFCRLF; whole blocks. */
+		if (!bad && (!haslen || n < 20 || (n - 4) % 16 != 0))
+			bad = 1;
+		if (!bad && hassize && (size > n - 4 || n - 4 - size > 16))
+			bad = 1;
+	}
 	if (bad) {
 		if (++m->nbadhead > MAX_BAD_HEADERS)
 			session_fail(s, 500, "bad-headers");
@@ -1292,7 +1408,7 @@ st_att_head(struct session *s, char *p, size_t len)
 		return;
 	}
 	/* Even with the most padding, more than the limit? */
-	if (n - 4 - 16 > conf.max_attachment ||
+	if ((s->secure ? n : n - 4 - 16) > conf.max_attachment ||
 	    (hassize && size > conf.max_attachment)) {
 		logx(LOG_WARNING, "send user=%s result=refused reason=size "
 		    "attachment=%d length=%llu", s->user, m->cur, n);
@@ -1335,6 +1451,12 @@ att_read(struct session *s, uint64_t n, int64_t size)
 		session_end(s, EX_FAIL, "truncated", 0);
 	if (r == FR_TIMEOUT)
 		session_fail(s, 500, "timeout");
+	if (r == FR_BADFRAME && s->io.noise &&
+	    strncmp(s->io.why, "content", 7) != 0) {
+		logx(LOG_WARNING, "record result=fail security=noise "
+		    "reason=\"%s\"", s->io.why);
+		session_end(s, EX_FAIL, "record", 0);
+	}
 	if (r == FR_BADFRAME) {
 		/* usmtp(7), Attachments: the stream is out of step. */
 		logx(LOG_WARNING, "send user=%s result=refused "
@@ -1403,6 +1525,8 @@ parse_args(int argc, char *argv[])
 		{ "cert", required_argument, NULL, 0 },
 		{ "key", required_argument, NULL, 0 },
 		{ "users", required_argument, NULL, 0 },
+		{ "noise-cert", required_argument, NULL, 0 },
+		{ "noise-key", required_argument, NULL, 0 },
 		{ "maildir", required_argument, NULL, 0 },
 		{ "sendmail", required_argument, NULL, 0 },
 		{ "sendmail-timeout", required_argument, NULL, 0 },
@@ -1542,6 +1666,8 @@ session_start(struct session *s)
 		proxy_peer(s);	/* logs the connect line */
 	else
 		logx(LOG_INFO, "connect");
+	/* The plaintext exchange is secure mode's prologue. */
+	s->io.keep = 1;
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
@@ -1561,6 +1687,8 @@ serve(struct session *s)
 			max = conf.max_body;
 		else if (s->state == S_KEY)
 			max = RSA_CIPHER_BYTES;
+		else if (s->state == S_NOISE)
+			max = NOISE_HS_MAX_BYTES;
 		else
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
@@ -1569,6 +1697,20 @@ serve(struct session *s)
 		if (r == FR_OK && frame_deadline_passed(&s->io)) {
 			OPENSSL_cleanse(data, len);
 			r = FR_TIMEOUT;
+		}
+		/* usmtp(7), SECURE MODE: until the handshake is done no
+		 * reply could be authenticated, and a record that fails
+		 * ends the session at once: no reply. */
+		if (r != FR_OK && r != FR_EOF && r != FR_INTR &&
+		    (s->state == S_NOISE || (r == FR_BADFRAME && s->io.noise))) {
+			logx(LOG_WARNING, "%s result=fail security=noise "
+			    "reason=\"%s\"", s->state == S_NOISE ?
+			    "handshake" : "record", r == FR_TIMEOUT ?
+			    "timeout" : r == FR_TOOBIG ? "too big" : r ==
+			    FR_TRUNC ? "truncated" : s->io.why ? s->io.why :
+			    "bad record");
+			session_end(s, EX_FAIL, s->state == S_NOISE ?
+			    "handshake" : "record", 0);
 		}
 		switch (r) {
 		case FR_OK:

@@ -68,11 +68,18 @@ EVP_CIPHER_CTX *aes_ecb_new(const unsigned char *key, int encrypt);
 /* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
 int	aes_ecb(const unsigned char *key, int encrypt,
 	    const unsigned char *in, size_t len, unsigned char *out);
+/* The private keys usmtp uses. */
+enum keykind {
+	KEY_RSA2048,	/* the 1.0 key exchange (usmtp(7), Handshake) */
+	KEY_X25519	/* secure mode's static key (usmtp(7), SECURE MODE) */
+};
 /*
- * Loads a PEM private key.  Refuses a file that group or others may read
- * (checked with fstat on the open descriptor).  Returns NULL and *why.
+ * Loads a PEM private key of the given kind.  Refuses a file that group
+ * or others may read (checked with fstat on the open descriptor), and a
+ * key of another kind.  Returns NULL and *why.
  */
-EVP_PKEY *crypto_load_key(const char *path, const char **why);
+EVP_PKEY *crypto_load_key(const char *path, enum keykind kind,
+	    const char **why);
 /*
  * Reads the first PEM certificate block of path into a malloc'd string
  * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
@@ -271,7 +278,8 @@ void	frame_free(struct frameio *io);
  */
 void	frame_set_deadline(struct frameio *io, int seconds);
 int	frame_deadline_passed(const struct frameio *io);
-/* Switches io to AES-256-ECB with key (32 bytes, not kept by io). */
+/* Switches io to AES-256-ECB with key (32 bytes, not kept by io); stops
+ * keeping plaintext frames. */
 int	frame_setkey(struct frameio *io, const unsigned char *key);
 /*
  * Switches io to secure mode's records (usmtp(7), SECURE MODE) with the
