@@ -578,6 +578,11 @@ read_reply(const char **text, size_t *len, const char *ctx)
 		die(EX_TEMPFAIL, "%s: no reply from the server in time", ctx);
 	case FR_ERROR:
 		die(EX_UNAVAILABLE, "%s: %s", ctx, io.why);
+	case FR_BADFRAME:
+		if (io.noise)
+			die(EX_PROTOCOL, "%s: %s: the connection may have been "
+			    "tampered with", ctx, io.why);
+		/* FALLTHROUGH */
 	default:
 		die(EX_PROTOCOL, "%s: malformed reply frame", ctx);
 	}
