@@ -117,11 +117,17 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
-FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy
+FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy \
+	  tests/fuzz/fuzz-record
 
 tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	    usmtp.h tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
+	    util.c noise.c -lcrypto
+
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
+	    noise.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
 tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h

@@ -32,6 +32,11 @@ replay() {
 	run -0 replay proxy regressions/proxy
 }
 
+@test "the secure record fuzzer replays its seeds and regressions clean" {
+	run -0 replay record seeds/record
+	run -0 replay record regressions/record
+}
+
 @test "an empty plain frame can be the first thing queued (UBSan: memcpy to NULL)" {
 	run -0 replay frame regressions/frame
 	[[ "$output" == *empty-plain-write-ubsan* ]]
