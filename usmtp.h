@@ -637,12 +637,4 @@ int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
 
-/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
-#ifdef USMTP_FUZZ
-#include <setjmp.h>
-#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
-extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
-int	usmtp_handler_main(int argc, char *argv[]);
-#endif
-
 #endif /* USMTP_H */
