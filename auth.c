@@ -53,6 +53,13 @@ struct userdb {
 	char		*path;
 };
 
+/* A change in progress (auth_update): copy the old file into a new one. */
+struct dbwrite {
+	GDBM_FILE	 old, new;
+	int		 lockfd, fd;
+	char		 lockpath[4096], tmppath[4096];
+};
+
 static char whybuf[WHY_BYTES];
 
 static const char *setwhy(const char *, const char *);
@@ -68,6 +75,14 @@ static int	is_atext(int);
 static int	check_maildir(const char *);
 static int	sync_dir(const char *);
 static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, const char **);
+static int	check_change(enum auth_op, const char *, const char *,
+		    const char **);
+static int	wr_lock(struct dbwrite *, const char *, const char **);
+static int	wr_begin(struct dbwrite *, const char *, const char **);
+static int	store_user(struct dbwrite *, const char *, const char *,
+		    const char *, const char **);
+static int	wr_commit(struct dbwrite *, const char *, const char **);
+static void	wr_end(struct dbwrite *);
 
 /* Makes *why read "what: detail", or just "what" when detail is NULL. */
 static const char *
@@ -611,161 +626,226 @@ out:
 	return rv;
 }
 
-int
-auth_update(const char *path, enum auth_op op, const char *addr,
-    const char *hash, const char *maildir, const char **why)
+/* The arguments of a change, checked before anything is locked. */
+static int
+check_change(enum auth_op op, const char *hash, const char *maildir,
+    const char **why)
 {
-	char lockpath[4096], tmppath[4096];
-	char rec[AUTH_RECORD_MAX + 1], value[AUTH_RECORD_MAX + 1], *olddir;
-	GDBM_FILE old = NULL, new = NULL;
-	struct stat st;
-	datum key, val;
-	int lockfd = -1, fd = -1, gfd, found = 0, missing, n, rv = -1;
-
-	tmppath[0] = '\0';
-	rec[0] = '\0';
 	if (op != AUTH_DEL && (hash == NULL || strchr(hash, '\t') != NULL ||
 	    strlen(hash) > AUTH_HASH_MAX)) {
 		*why = "bad password record";
-		goto out;
+		return -1;
 	}
 	if (op == AUTH_ADD && maildir != NULL && *maildir != '\0' &&
 	    check_maildir(maildir) == -1) {
 		*why = "bad Maildir path (absolute, no control characters)";
-		goto out;
+		return -1;
 	}
-	n = snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
-	if (n < 0 || (size_t)n >= sizeof(lockpath)) {
+	return 0;
+}
+
+/*
+ * Takes the writers' lock, path.lock: one writer at a time.  Readers
+ * never take it.  0 or -1 (*why).
+ */
+static int
+wr_lock(struct dbwrite *w, const char *path, const char **why)
+{
+	int n;
+
+	n = snprintf(w->lockpath, sizeof(w->lockpath), "%s.lock", path);
+	if (n < 0 || (size_t)n >= sizeof(w->lockpath)) {
 		*why = setwhy(path, "path too long");
-		goto out;
+		return -1;
 	}
-	/* one writer at a time; readers never take this lock */
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
-	if (lockfd == -1) {
-		*why = setwhy(lockpath, strerror(errno));
-		goto out;
+	w->lockfd = open(w->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
+	if (w->lockfd == -1) {
+		*why = setwhy(w->lockpath, strerror(errno));
+		return -1;
 	}
-	while (flock(lockfd, LOCK_EX) == -1) {
+	while (flock(w->lockfd, LOCK_EX) == -1) {
 		if (errno != EINTR) {
-			*why = setwhy(lockpath, strerror(errno));
-			goto out;
+			*why = setwhy(w->lockpath, strerror(errno));
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	if ((old = db_open_read(path, &missing, why)) == NULL) {
+/*
+ * Starts the new file "path.tmpXXXXXX", beside the old one so that
+ * rename() replaces it: mode 0640, the old file's owner and group when
+ * we may (root may), opened with gdbm as w->new.  0 or -1 (*why).
+ */
+static int
+wr_begin(struct dbwrite *w, const char *path, const char **why)
+{
+	struct stat st;
+	int gfd, n;
+
+	n = snprintf(w->tmppath, sizeof(w->tmppath), "%s.tmpXXXXXX", path);
+	if (n < 0 || (size_t)n >= sizeof(w->tmppath)) {
+		w->tmppath[0] = '\0';
+		*why = setwhy(path, "path too long");
+		return -1;
+	}
+	if ((w->fd = mkstemp(w->tmppath)) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		w->tmppath[0] = '\0';
+		return -1;
+	}
+	if (fcntl(w->fd, F_SETFD, FD_CLOEXEC) == -1 ||
+	    fchmod(w->fd, DB_MODE) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	if (w->old != NULL && stat(path, &st) == 0 &&
+	    fchown(w->fd, st.st_uid, st.st_gid) == -1 &&
+	    fchown(w->fd, (uid_t)-1, st.st_gid) == -1) {
+		/* not permitted: the new file belongs to the caller */
+	}
+	if ((gfd = dup(w->fd)) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	w->new = gdbm_fd_open(gfd, w->tmppath, 0,
+	    GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOEXEC | GDBM_CLOERROR, NULL);
+	if (w->new == NULL) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* Stores addr's record: hash, and a TAB and maildir when there is one. */
+static int
+store_user(struct dbwrite *w, const char *addr, const char *hash,
+    const char *maildir, const char **why)
+{
+	char value[AUTH_RECORD_MAX + 1];
+	datum key, val;
+	int n, rv = -1;
+
+	if (maildir != NULL && *maildir != '\0')
+		n = snprintf(value, sizeof(value), "%s\t%s", hash, maildir);
+	else
+		n = snprintf(value, sizeof(value), "%s", hash);
+	if (n < 0 || (size_t)n >= sizeof(value)) {
+		*why = "user record too long";
+		goto out;
+	}
+	key.dptr = (char *)(uintptr_t)addr;
+	key.dsize = (int)strlen(addr);
+	val.dptr = value;
+	val.dsize = n;
+	if (gdbm_store(w->new, key, val, GDBM_INSERT) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		goto out;
+	}
+	rv = 0;
+out:
+	OPENSSL_cleanse(value, sizeof(value));
+	return rv;
+}
+
+/*
+ * Puts the new file in place: gdbm sync and close, fsync, rename over
+ * path, fsync of the directory.  0 or -1 (*why).
+ */
+static int
+wr_commit(struct dbwrite *w, const char *path, const char **why)
+{
+	int n;
+
+	if (gdbm_sync(w->new) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	n = gdbm_close(w->new);
+	w->new = NULL;
+	if (n != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	n = fsync(w->fd);
+	if (close(w->fd) == -1 || n == -1) {
+		w->fd = -1;
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	w->fd = -1;
+	if (rename(w->tmppath, path) == -1) {
+		*why = setwhy(path, strerror(errno));
+		return -1;
+	}
+	w->tmppath[0] = '\0';
+	if (sync_dir(path) == -1) {
+		*why = setwhy(path, "cannot fsync the directory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Undoes what is left of a change: the new file, the old, the lock. */
+static void
+wr_end(struct dbwrite *w)
+{
+	if (w->new != NULL)
+		gdbm_close(w->new);
+	if (w->fd != -1)
+		close(w->fd);
+	if (w->tmppath[0] != '\0')
+		unlink(w->tmppath);
+	if (w->old != NULL)
+		gdbm_close(w->old);
+	if (w->lockfd != -1)
+		close(w->lockfd);	/* releases the flock */
+}
+
+int
+auth_update(const char *path, enum auth_op op, const char *addr,
+    const char *hash, const char *maildir, const char **why)
+{
+	struct dbwrite w = { NULL, NULL, -1, -1, "", "" };
+	char rec[AUTH_RECORD_MAX + 1], *olddir;
+	int found = 0, missing, rv = -1;
+
+	rec[0] = '\0';
+	if (check_change(op, hash, maildir, why) == -1 ||
+	    wr_lock(&w, path, why) == -1)
+		goto out;
+	if ((w.old = db_open_read(path, &missing, why)) == NULL) {
 		if (!missing)
 			goto out;
 		if (op != AUTH_ADD) {
 			rv = 1;		/* no database: no such user */
 			goto out;
 		}
-	} else if ((found = db_fetch(old, path, addr, rec, sizeof(rec),
+	} else if ((found = db_fetch(w.old, path, addr, rec, sizeof(rec),
 	    why)) == -1)
 		goto out;
 	if ((op == AUTH_ADD && found) || (op != AUTH_ADD && !found)) {
 		rv = 1;
 		goto out;
 	}
-
-	/* the new file, beside the old one so that rename() replaces it */
-	n = snprintf(tmppath, sizeof(tmppath), "%s.tmpXXXXXX", path);
-	if (n < 0 || (size_t)n >= sizeof(tmppath)) {
-		tmppath[0] = '\0';
-		*why = setwhy(path, "path too long");
-		goto out;
-	}
-	if ((fd = mkstemp(tmppath)) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		tmppath[0] = '\0';
-		goto out;
-	}
-	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 || fchmod(fd, DB_MODE) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		goto out;
-	}
-	/* keep the old file's owner and group when we may (root may) */
-	if (old != NULL && stat(path, &st) == 0 &&
-	    fchown(fd, st.st_uid, st.st_gid) == -1 &&
-	    fchown(fd, (uid_t)-1, st.st_gid) == -1) {
-		/* not permitted: the new file belongs to the caller */
-	}
-	if ((gfd = dup(fd)) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		goto out;
-	}
-	new = gdbm_fd_open(gfd, tmppath, 0,
-	    GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOEXEC | GDBM_CLOERROR, NULL);
-	if (new == NULL) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
-		goto out;
-	}
-	if (copy_db(old, new, addr, why) == -1)
-		goto out;
-
-	if (op != AUTH_DEL) {
-		if (op == AUTH_PASSWD) {
-			if (split_record(rec, &olddir) == -1) {
-				*why = setwhy(path, "malformed user record");
-				goto out;
-			}
-			maildir = olddir;
-		}
-		if (maildir != NULL && *maildir != '\0')
-			n = snprintf(value, sizeof(value), "%s\t%s", hash,
-			    maildir);
-		else
-			n = snprintf(value, sizeof(value), "%s", hash);
-		if (n < 0 || (size_t)n >= sizeof(value)) {
-			*why = "user record too long";
+	if (op == AUTH_PASSWD) {
+		/* the new password, the old Maildir */
+		if (split_record(rec, &olddir) == -1) {
+			*why = setwhy(path, "malformed user record");
 			goto out;
 		}
-		key.dptr = (char *)(uintptr_t)addr;
-		key.dsize = (int)strlen(addr);
-		val.dptr = value;
-		val.dsize = n;
-		if (gdbm_store(new, key, val, GDBM_INSERT) != 0) {
-			*why = gdbm_why(tmppath, gdbm_errno, errno);
-			goto out;
-		}
+		maildir = olddir;
 	}
-	if (gdbm_sync(new) != 0) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
+	if (wr_begin(&w, path, why) == -1 ||
+	    copy_db(w.old, w.new, addr, why) == -1)
 		goto out;
-	}
-	n = gdbm_close(new);
-	new = NULL;
-	if (n != 0) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
+	if (op != AUTH_DEL && store_user(&w, addr, hash, maildir, why) == -1)
 		goto out;
-	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		fd = -1;
-		*why = setwhy(tmppath, strerror(errno));
+	if (wr_commit(&w, path, why) == -1)
 		goto out;
-	}
-	fd = -1;
-	if (rename(tmppath, path) == -1) {
-		*why = setwhy(path, strerror(errno));
-		goto out;
-	}
-	tmppath[0] = '\0';
-	if (sync_dir(path) == -1) {
-		*why = setwhy(path, "cannot fsync the directory");
-		goto out;
-	}
 	rv = 0;
 out:
-	if (new != NULL)
-		gdbm_close(new);
-	if (fd != -1)
-		close(fd);
-	if (tmppath[0] != '\0')
-		unlink(tmppath);
-	if (old != NULL)
-		gdbm_close(old);
-	if (lockfd != -1)
-		close(lockfd);	/* releases the flock */
+	wr_end(&w);
 	OPENSSL_cleanse(rec, sizeof(rec));
-	OPENSSL_cleanse(value, sizeof(value));
 	return rv;
 }
