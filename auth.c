@@ -42,8 +42,15 @@
 #define STR2(x)			#x
 #define STR(x)			STR2(x)
 
-/* Verified against for unknown addresses so they cost a real check. */
-static const char dummy_record[] =
+/*
+ * The parameter record's key.  No address has an empty local part, so it
+ * can never be a user's.
+ */
+#define PARAMS_KEY		"@params"
+
+/* Verified against for unknown addresses when a database has no
+ * parameter record (made before there was one). */
+static const char default_dummy[] =
     "$scrypt$ln=" STR(AUTH_COST_DEFAULT) ",r=8,p=1$"
     "dXNtdHAgZHVtbXkgc2FsdA==$"
     "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=";
@@ -51,6 +58,15 @@ static const char dummy_record[] =
 struct userdb {
 	GDBM_FILE	 dbf;
 	char		*path;
+	char		 dummy[AUTH_HASH_MAX + 1];	/* unknown users' */
+	const char	*bad;		/* set: every check fails, this is why */
+};
+
+/* A password record taken apart. */
+struct scrypt_rec {
+	unsigned long	 ln, r, p;
+	unsigned char	 salt[KDF_BYTES_MAX], hash[KDF_BYTES_MAX];
+	size_t		 saltlen, hashlen;
 };
 
 /* A change in progress (auth_update): copy the old file into a new one. */
@@ -71,16 +87,23 @@ static int	split_record(char *, char **);
 static int	parse_uint(const char **, unsigned long, unsigned long *);
 static int	b64_decode(const char *, size_t, unsigned char *, size_t,
 		    size_t *);
+static int	parse_record(const char *, struct scrypt_rec *, const char **);
+static int	dummy_record(const struct scrypt_rec *, char *, size_t,
+		    const char **);
+static int	load_params(struct userdb *, const char **);
 static int	is_atext(int);
 static int	check_maildir(const char *);
 static int	sync_dir(const char *);
-static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, const char **);
-static int	check_change(enum auth_op, const char *, const char *,
+static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, int,
 		    const char **);
+static int	check_change(enum auth_op, const char *, const char *,
+		    const char *, const char **);
 static int	wr_lock(struct dbwrite *, const char *, const char **);
 static int	wr_begin(struct dbwrite *, const char *, const char **);
 static int	store_user(struct dbwrite *, const char *, const char *,
 		    const char *, const char **);
+static int	store_params(struct dbwrite *, const struct scrypt_rec *,
+		    const char **);
 static int	wr_commit(struct dbwrite *, const char *, const char **);
 static void	wr_end(struct dbwrite *);
 
@@ -289,58 +312,100 @@ out:
 	return rv;
 }
 
+/*
+ * Takes "$scrypt$ln=COST,r=R,p=P$SALT$HASH" apart into *sr.  0, or -1
+ * (*why) when it is malformed or would need more memory than we allow.
+ */
+static int
+parse_record(const char *record, struct scrypt_rec *sr, const char **why)
+{
+	const char *s = record, *dollar;
+	uint64_t mem;
+
+	*why = "malformed password record";
+	if (strncmp(s, "$scrypt$ln=", 11) != 0)
+		return -1;
+	s += 11;
+	if (parse_uint(&s, AUTH_COST_MAX, &sr->ln) == -1 ||
+	    sr->ln < AUTH_COST_MIN || strncmp(s, ",r=", 3) != 0)
+		return -1;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_R_MAX, &sr->r) == -1 || sr->r == 0 ||
+	    strncmp(s, ",p=", 3) != 0)
+		return -1;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_P_MAX, &sr->p) == -1 || sr->p == 0 ||
+	    *s != '$')
+		return -1;
+	s++;
+	if ((dollar = strchr(s, '$')) == NULL ||
+	    b64_decode(s, (size_t)(dollar - s), sr->salt, sizeof(sr->salt),
+	    &sr->saltlen) == -1 || sr->saltlen < SALT_BYTES_MIN)
+		return -1;
+	s = dollar + 1;
+	if (b64_decode(s, strlen(s), sr->hash, sizeof(sr->hash),
+	    &sr->hashlen) == -1 || sr->hashlen < HASH_BYTES_MIN)
+		return -1;
+	/* OpenSSL needs 128 r (N + 2) + 128 r p bytes */
+	mem = 128 * (uint64_t)sr->r * (((uint64_t)1 << sr->ln) + 2 + sr->p);
+	if (mem > SCRYPT_MEM_MAX_BYTES) {
+		*why = "password record asks for too much memory";
+		return -1;
+	}
+	return 0;
+}
+
 int
 auth_verify(const char *record, const char *pw, size_t pwlen,
     const char **why)
 {
-	unsigned char salt[KDF_BYTES_MAX], want[KDF_BYTES_MAX];
+	struct scrypt_rec sr;
 	unsigned char got[KDF_BYTES_MAX];
-	unsigned long ln, r, p;
-	size_t saltlen = 0, wantlen = 0;
-	const char *s = record, *dollar;
-	uint64_t mem;
 	int rv = -1;
 
-	*why = "malformed password record";
-	if (strncmp(s, "$scrypt$ln=", 11) != 0)
+	if (parse_record(record, &sr, why) == -1)
 		goto out;
-	s += 11;
-	if (parse_uint(&s, AUTH_COST_MAX, &ln) == -1 || ln < AUTH_COST_MIN ||
-	    strncmp(s, ",r=", 3) != 0)
-		goto out;
-	s += 3;
-	if (parse_uint(&s, SCRYPT_R_MAX, &r) == -1 || r == 0 ||
-	    strncmp(s, ",p=", 3) != 0)
-		goto out;
-	s += 3;
-	if (parse_uint(&s, SCRYPT_P_MAX, &p) == -1 || p == 0 || *s != '$')
-		goto out;
-	s++;
-	if ((dollar = strchr(s, '$')) == NULL ||
-	    b64_decode(s, (size_t)(dollar - s), salt, sizeof(salt),
-	    &saltlen) == -1 || saltlen < SALT_BYTES_MIN)
-		goto out;
-	s = dollar + 1;
-	if (b64_decode(s, strlen(s), want, sizeof(want), &wantlen) == -1 ||
-	    wantlen < HASH_BYTES_MIN)
-		goto out;
-	/* OpenSSL needs 128 r (N + 2) + 128 r p bytes */
-	mem = 128 * (uint64_t)r * (((uint64_t)1 << ln) + 2 + p);
-	if (mem > SCRYPT_MEM_MAX_BYTES) {
-		*why = "password record asks for too much memory";
-		goto out;
-	}
-	if (EVP_PBE_scrypt(pw, pwlen, salt, saltlen, (uint64_t)1 << ln, r, p,
-	    SCRYPT_MEM_MAX_BYTES, got, wantlen) != 1) {
+	if (EVP_PBE_scrypt(pw, pwlen, sr.salt, sr.saltlen,
+	    (uint64_t)1 << sr.ln, sr.r, sr.p, SCRYPT_MEM_MAX_BYTES, got,
+	    sr.hashlen) != 1) {
 		*why = "scrypt failed";
 		goto out;
 	}
-	rv = CRYPTO_memcmp(got, want, wantlen) == 0;
+	rv = CRYPTO_memcmp(got, sr.hash, sr.hashlen) == 0;
 out:
 	OPENSSL_cleanse(got, sizeof(got));
-	OPENSSL_cleanse(want, sizeof(want));
-	OPENSSL_cleanse(salt, sizeof(salt));
+	OPENSSL_cleanse(&sr, sizeof(sr));
 	return rv;
+}
+
+/*
+ * A record with model's parameters and salt and hash lengths, but a
+ * random salt and a random "hash" that no password gives: checking a
+ * password against it costs what checking one against model costs.
+ */
+static int
+dummy_record(const struct scrypt_rec *model, char *out, size_t outsz,
+    const char **why)
+{
+	unsigned char rnd[2 * KDF_BYTES_MAX];
+	char salt64[4 * ((KDF_BYTES_MAX + 2) / 3) + 1];
+	char hash64[4 * ((KDF_BYTES_MAX + 2) / 3) + 1];
+	int n;
+
+	if (RAND_bytes(rnd, (int)(model->saltlen + model->hashlen)) != 1) {
+		*why = "no random bytes for the parameter record";
+		return -1;
+	}
+	EVP_EncodeBlock((unsigned char *)salt64, rnd, (int)model->saltlen);
+	EVP_EncodeBlock((unsigned char *)hash64, rnd + model->saltlen,
+	    (int)model->hashlen);
+	n = snprintf(out, outsz, "$scrypt$ln=%lu,r=%lu,p=%lu$%s$%s",
+	    model->ln, model->r, model->p, salt64, hash64);
+	if (n < 0 || (size_t)n >= outsz) {
+		*why = "parameter record too long";
+		return -1;
+	}
+	return 0;
 }
 
 /* RFC 5322 atext, without '/': addresses become Maildir path parts. */
@@ -442,7 +507,42 @@ auth_open(const char *path, const char **why)
 		free(db);
 		return NULL;
 	}
+	if (load_params(db, why) == -1) {
+		auth_close(db);
+		return NULL;
+	}
 	return db;
+}
+
+/*
+ * Reads the parameter record into db->dummy, or takes the built-in one
+ * when there is none.  A malformed one does not fail the open (list,
+ * lookups and passwd, which rewrites it, still work) but every check:
+ * known and unknown addresses alike, so that nothing tells them apart.
+ * 0, or -1 (*why) on a read error.
+ */
+static int
+load_params(struct userdb *db, const char **why)
+{
+	char rec[AUTH_RECORD_MAX + 1];
+	struct scrypt_rec sr;
+	const char *perr;
+	int found;
+
+	found = db_fetch(db->dbf, db->path, PARAMS_KEY, rec, sizeof(rec), why);
+	if (found == -1)
+		return -1;
+	if (found == 0)
+		snprintf(rec, sizeof(rec), "%s", default_dummy);
+	if (strlen(rec) >= sizeof(db->dummy) ||
+	    parse_record(rec, &sr, &perr) == -1)
+		db->bad = "malformed parameter record " PARAMS_KEY
+		    " (usmtp-users passwd rewrites it)";
+	else
+		memcpy(db->dummy, rec, strlen(rec) + 1);
+	OPENSSL_cleanse(&sr, sizeof(sr));
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return 0;
 }
 
 void
@@ -460,11 +560,16 @@ auth_check(struct userdb *db, const char *addr, const char *pw,
     size_t pwlen, const char **why)
 {
 	char rec[AUTH_RECORD_MAX + 1], *maildir;
-	const char *hash = dummy_record;
-	int found, ok, rv = -1;
+	const char *hash = db->dummy;
+	int found = 0, ok, rv = -1;
 
-	found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec), why);
-	if (found == -1)
+	rec[0] = '\0';
+	if (db->bad != NULL) {
+		*why = setwhy(db->path, db->bad);
+		goto out;
+	}
+	if (strcmp(addr, PARAMS_KEY) != 0 && (found = db_fetch(db->dbf,
+	    db->path, addr, rec, sizeof(rec), why)) == -1)
 		goto out;
 	if (found == 1) {
 		if (split_record(rec, &maildir) == -1) {
@@ -473,7 +578,11 @@ auth_check(struct userdb *db, const char *addr, const char *pw,
 		}
 		hash = rec;
 	}
-	/* PROTOCOL.md 5: an unknown address costs the same scrypt run */
+	/*
+	 * usmtp(7), Login: an unknown address costs the same work.  The
+	 * dummy has the parameters of the newest record written, so it
+	 * costs what a check of this database's users costs.
+	 */
 	if ((ok = auth_verify(hash, pw, pwlen, why)) == -1)
 		goto out;
 	/*
@@ -494,6 +603,9 @@ auth_lookup(struct userdb *db, const char *addr, char *maildir,
 	char rec[AUTH_RECORD_MAX + 1], *dir;
 	int found, n, rv = -1;
 
+	rec[0] = '\0';
+	if (strcmp(addr, PARAMS_KEY) == 0)
+		return 0;	/* never a user */
 	if ((found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
 	    why)) != 1) {
 		rv = found;
@@ -531,6 +643,8 @@ auth_foreach(struct userdb *db,
 		}
 		memcpy(addr, key.dptr, (size_t)key.dsize);
 		addr[key.dsize] = '\0';
+		if (strcmp(addr, PARAMS_KEY) == 0)
+			goto next;	/* not a user */
 		found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
 		    why);
 		if (found == -1)
@@ -543,6 +657,7 @@ auth_foreach(struct userdb *db,
 			*why = "stopped";
 			goto out;
 		}
+next:
 		next = gdbm_nextkey(db->dbf, key);
 		free(key.dptr);
 		key = next;
@@ -582,12 +697,16 @@ sync_dir(const char *path)
 	return rv;
 }
 
-/* Copies every record of from (NULL: none) except skip into to. */
+/*
+ * Copies every record of from (NULL: none) into to, except skip's and,
+ * when noparams is set, the parameter record.
+ */
 static int
-copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, const char **why)
+copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, int noparams,
+    const char **why)
 {
 	datum key, val, next;
-	size_t skiplen = strlen(skip);
+	size_t skiplen = strlen(skip), plen = strlen(PARAMS_KEY);
 	int rv = -1;
 
 	if (from == NULL)
@@ -596,7 +715,9 @@ copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, const char **why)
 	key = gdbm_firstkey(from);
 	while (key.dptr != NULL) {
 		if (!((size_t)key.dsize == skiplen &&
-		    memcmp(key.dptr, skip, skiplen) == 0)) {
+		    memcmp(key.dptr, skip, skiplen) == 0) &&
+		    !(noparams && (size_t)key.dsize == plen &&
+		    memcmp(key.dptr, PARAMS_KEY, plen) == 0)) {
 			val = gdbm_fetch(from, key);
 			if (val.dptr == NULL) {
 				*why = gdbm_why("reading the database",
@@ -628,12 +749,25 @@ out:
 
 /* The arguments of a change, checked before anything is locked. */
 static int
-check_change(enum auth_op op, const char *hash, const char *maildir,
-    const char **why)
+check_change(enum auth_op op, const char *addr, const char *hash,
+    const char *maildir, const char **why)
 {
-	if (op != AUTH_DEL && (hash == NULL || strchr(hash, '\t') != NULL ||
-	    strlen(hash) > AUTH_HASH_MAX)) {
-		*why = "bad password record";
+	struct scrypt_rec sr;
+	const char *perr;
+	int bad;
+
+	if (op != AUTH_DEL) {
+		bad = hash == NULL || strchr(hash, '\t') != NULL ||
+		    strlen(hash) > AUTH_HASH_MAX ||
+		    parse_record(hash, &sr, &perr) == -1;
+		OPENSSL_cleanse(&sr, sizeof(sr));
+		if (bad) {
+			*why = "bad password record";
+			return -1;
+		}
+	}
+	if (strcmp(addr, PARAMS_KEY) == 0) {
+		*why = "not an address";
 		return -1;
 	}
 	if (op == AUTH_ADD && maildir != NULL && *maildir != '\0' &&
@@ -749,6 +883,30 @@ out:
 }
 
 /*
+ * Stores the parameter record: a dummy with model's parameters, which
+ * unknown addresses are checked against.
+ */
+static int
+store_params(struct dbwrite *w, const struct scrypt_rec *model,
+    const char **why)
+{
+	char value[AUTH_HASH_MAX + 1];
+	datum key, val;
+
+	if (dummy_record(model, value, sizeof(value), why) == -1)
+		return -1;
+	key.dptr = (char *)(uintptr_t)PARAMS_KEY;
+	key.dsize = (int)strlen(PARAMS_KEY);
+	val.dptr = value;
+	val.dsize = (int)strlen(value);
+	if (gdbm_store(w->new, key, val, GDBM_REPLACE) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Puts the new file in place: gdbm sync and close, fsync, rename over
  * path, fsync of the directory.  0 or -1 (*why).
  */
@@ -807,11 +965,13 @@ auth_update(const char *path, enum auth_op op, const char *addr,
     const char *hash, const char *maildir, const char **why)
 {
 	struct dbwrite w = { NULL, NULL, -1, -1, "", "" };
+	struct scrypt_rec model;
 	char rec[AUTH_RECORD_MAX + 1], *olddir;
 	int found = 0, missing, rv = -1;
 
 	rec[0] = '\0';
-	if (check_change(op, hash, maildir, why) == -1 ||
+	memset(&model, 0, sizeof(model));
+	if (check_change(op, addr, hash, maildir, why) == -1 ||
 	    wr_lock(&w, path, why) == -1)
 		goto out;
 	if ((w.old = db_open_read(path, &missing, why)) == NULL) {
@@ -836,10 +996,14 @@ auth_update(const char *path, enum auth_op op, const char *addr,
 		}
 		maildir = olddir;
 	}
-	if (wr_begin(&w, path, why) == -1 ||
-	    copy_db(w.old, w.new, addr, why) == -1)
+	/* A new password record sets the parameters for unknown users. */
+	if (op != AUTH_DEL && parse_record(hash, &model, why) == -1)
 		goto out;
-	if (op != AUTH_DEL && store_user(&w, addr, hash, maildir, why) == -1)
+	if (wr_begin(&w, path, why) == -1 ||
+	    copy_db(w.old, w.new, addr, op != AUTH_DEL, why) == -1)
+		goto out;
+	if (op != AUTH_DEL && (store_user(&w, addr, hash, maildir,
+	    why) == -1 || store_params(&w, &model, why) == -1))
 		goto out;
 	if (wr_commit(&w, path, why) == -1)
 		goto out;
@@ -847,5 +1011,41 @@ auth_update(const char *path, enum auth_op op, const char *addr,
 out:
 	wr_end(&w);
 	OPENSSL_cleanse(rec, sizeof(rec));
+	OPENSSL_cleanse(&model, sizeof(model));
+	return rv;
+}
+
+int
+auth_init(const char *path, int cost, const char **why)
+{
+	struct dbwrite w = { NULL, NULL, -1, -1, "", "" };
+	struct scrypt_rec model;
+	int missing, rv = -1;
+
+	memset(&model, 0, sizeof(model));
+	if (cost < AUTH_COST_MIN || cost > AUTH_COST_MAX) {
+		*why = "scrypt cost out of range";
+		goto out;
+	}
+	if (wr_lock(&w, path, why) == -1)
+		goto out;
+	if ((w.old = db_open_read(path, &missing, why)) != NULL) {
+		rv = 1;		/* there is one: leave it as it is */
+		goto out;
+	}
+	if (!missing)
+		goto out;
+	model.ln = (unsigned long)cost;
+	model.r = SCRYPT_R;
+	model.p = SCRYPT_P;
+	model.saltlen = SALT_BYTES;
+	model.hashlen = HASH_BYTES;
+	if (wr_begin(&w, path, why) == -1 ||
+	    store_params(&w, &model, why) == -1 ||
+	    wr_commit(&w, path, why) == -1)
+		goto out;
+	rv = 0;
+out:
+	wr_end(&w);
 	return rv;
 }

@@ -186,7 +186,7 @@ int	crypto_random(void *buf, size_t n);
 /* auth.c */
 
 /*
- * Checks address syntax (PROTOCOL.md 5: local@domain, one '@', no spaces
+ * Checks address syntax (usmtp(7), Login: local@domain, one '@', no spaces
  * or control characters, dot-separated domain labels) and writes the
  * lower-cased address to out (outsz >= ADDR_MAX + 1).  0 or -1.
  */
@@ -199,8 +199,11 @@ struct userdb *auth_open(const char *path, const char **why);
 void	auth_close(struct userdb *db);
 /*
  * Checks a password for a normalized address in constant time; an
- * unknown address costs the same work (a dummy hash).  Returns 1 when
- * good, 0 when wrong or unknown, -1 on a database error (*why).
+ * unknown address costs the same work: it is checked against the
+ * database's parameter record (below), whose parameters are those of the
+ * newest password record written.  Returns 1 when good, 0 when wrong or
+ * unknown, -1 on a database error (*why), also for every address when
+ * the parameter record is malformed.
  */
 int	auth_check(struct userdb *db, const char *addr, const char *pw,
 	    size_t pwlen, const char **why);
@@ -218,6 +221,12 @@ int	auth_lookup(struct userdb *db, const char *addr, char *maildir,
  * "$scrypt$ln=COST,r=8,p=1$SALT$HASH": COST is log2 of scrypt's N, SALT
  * (16 random bytes) and HASH (32 bytes) in standard base64 with padding.
  * Records keep their own parameters, so the cost can be raised later.
+ * One more record, key "@params" (never an address: no local part), is
+ * no user's: a password record with the parameters of the newest one
+ * written and a random salt and hash, which unknown addresses are
+ * checked against.  Lookups, auth_foreach() and auth_update() never
+ * show it.  A database without it (made before it existed) checks
+ * unknown addresses at AUTH_COST_DEFAULT.
  */
 #define AUTH_COST_DEFAULT	14	/* N = 2^14, r = 8: 16 MiB, ~50 ms */
 #define AUTH_COST_MIN		1	/* tests and benchmarks only */
@@ -254,13 +263,21 @@ enum auth_op {
  * into a new file "path.tmpXXXXXX" (mode 0640; the old file's owner and
  * group kept where permitted), fsyncs it and rename(2)s it over path, so
  * readers open the old or the new file, never a half-written one.
- * AUTH_ADD creates path when missing.  addr must be normalized.  Returns
- * 0 when done; 1 when nothing changed because addr already exists
- * (AUTH_ADD) or is unknown (AUTH_PASSWD, AUTH_DEL, also when path is
- * missing); -1 (*why).
+ * AUTH_ADD creates path when missing.  AUTH_ADD and AUTH_PASSWD also
+ * set the parameter record from hash's parameters.  addr must be
+ * normalized; hash a well-formed password record.  Returns 0 when done;
+ * 1 when nothing changed because addr already exists (AUTH_ADD) or is
+ * unknown (AUTH_PASSWD, AUTH_DEL, also when path is missing); -1 (*why).
  */
 int	auth_update(const char *path, enum auth_op op, const char *addr,
 	    const char *hash, const char *maildir, const char **why);
+/*
+ * Creates an empty database at path, like auth_update(), holding only
+ * the parameter record for scrypt cost (AUTH_COST_MIN..AUTH_COST_MAX).
+ * 0 when made; 1 when path is already a database (left as it is);
+ * -1 (*why), also when path exists but is no database.
+ */
+int	auth_init(const char *path, int cost, const char **why);
 /*
  * Calls fn(arg, addr, maildir) for every user in database order (not
  * sorted); maildir is "" when none.  fn returning -1 stops the walk.
