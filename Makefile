@@ -54,7 +54,7 @@ usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o
 usmtp-client: usmtp-client.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-usmtp-users: usmtp-users.o auth.o crypto.o util.o
+usmtp-users: usmtp-users.o auth.o crypto.o util.o throttle.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 tests/unit/frame-test: tests/unit/frame-test.o crypto.o

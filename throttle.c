@@ -54,6 +54,7 @@
 					 * future: clock stepped back */
 #define THROTTLE_OPEN_TRIES	5	/* replaced under us this often: give up */
 #define ZERO_CHUNK_BYTES	8192
+#define CHUNK_SLOTS		512	/* read at once to list or clear */
 #define WHY_BYTES		256
 
 /* tdb_open() flags */
@@ -82,6 +83,7 @@ struct slot {
 
 _Static_assert(sizeof(struct hdr) == THROTTLE_HDR_BYTES, "header size");
 _Static_assert(sizeof(struct slot) == THROTTLE_SLOT_BYTES, "slot size");
+_Static_assert(THROTTLE_SLOTS % CHUNK_SLOTS == 0, "whole chunks");
 
 static char whybuf[WHY_BYTES];
 
@@ -105,7 +107,7 @@ static uint64_t	siphash(const unsigned char *, const unsigned char *, size_t);
 static void	key_id(const struct hdr *, const struct throttle_key *,
 		    unsigned char *);
 static size_t	home(const struct hdr *, int, const unsigned char *);
-static int	slot_read(int, size_t, struct slot *, const char **);
+static int	chunk_read(int, size_t, struct slot *, const char **);
 static int	slot_write(int, size_t, const struct slot *, const char **);
 static int	probe_read(int, size_t, struct slot *, const char **);
 static int	probe_find(const struct slot *, int, const unsigned char *,
@@ -386,6 +388,7 @@ throttle_list(struct throttle *t, time_t now, const char *const *names,
     size_t nnames, int (*fn)(void *, const struct throttle_entry *),
     void *arg, const char **why)
 {
+	static struct slot	 chunk[CHUNK_SLOTS];
 	struct throttle_key	 acct;
 	struct throttle_entry	 e;
 	unsigned char		(*ids)[16] = NULL;
@@ -407,8 +410,9 @@ throttle_list(struct throttle *t, time_t now, const char *const *names,
 		if (throttle_account(names[j], &acct) == 0)
 			key_id(&h, &acct, ids[j]);
 	for (i = 0; i < THROTTLE_SLOTS; i++) {
-		if (slot_read(fd, i, &sl, why) == -1)
+		if (i % CHUNK_SLOTS == 0 && chunk_read(fd, i, chunk, why) == -1)
 			goto out;
+		sl = chunk[i % CHUNK_SLOTS];
 		if (sl.kind < THROTTLE_ADDR || sl.kind > THROTTLE_ACCOUNT ||
 		    !slot_live(&sl, t->window, now) ||
 		    !throttle_limited(t, sl.kind, sl.count))
@@ -446,10 +450,12 @@ throttle_clear(struct throttle *t, const struct throttle_key *k,
     unsigned *cleared, const char **why)
 {
 	static const struct slot empty;
+	static struct slot	chunk[CHUNK_SLOTS];
 	unsigned char	 id[16];
 	struct hdr	 h;
 	struct slot	 sl;
-	size_t		 i, at;
+	size_t		 i, j, at;
+	unsigned	 n;
 	int		 fd, r, rv = -1;
 
 	*cleared = 0;
@@ -467,14 +473,23 @@ throttle_clear(struct throttle *t, const struct throttle_key *k,
 		rv = 0;
 		goto out;
 	}
-	for (i = 0; i < THROTTLE_SLOTS; i++) {
-		if (slot_read(fd, i, &sl, why) == -1)
+	for (i = 0; i < THROTTLE_SLOTS; i += CHUNK_SLOTS) {
+		if (chunk_read(fd, i, chunk, why) == -1)
 			goto out;
-		if (sl.kind == 0 && sl.count == 0)
+		for (j = 0, n = 0; j < CHUNK_SLOTS; j++)
+			if (chunk[j].kind != 0 || chunk[j].count != 0) {
+				chunk[j] = empty;
+				n++;
+			}
+		if (n == 0)
 			continue;
-		if (slot_write(fd, i, &empty, why) == -1)
+		errno = 0;
+		if (pwrite(fd, chunk, sizeof(chunk), THROTTLE_HDR_BYTES +
+		    (off_t)i * THROTTLE_SLOT_BYTES) != (ssize_t)sizeof(chunk)) {
+			*why = errno == 0 ? "short write" : strerror(errno);
 			goto out;
-		(*cleared)++;
+		}
+		*cleared += n;
 	}
 	rv = 0;
 out:
@@ -919,14 +934,15 @@ home(const struct hdr *h, int kind, const unsigned char *id)
 	    THROTTLE_SLOTS);
 }
 
+/* Reads CHUNK_SLOTS slots from idx on. */
 static int
-slot_read(int fd, size_t idx, struct slot *sl, const char **why)
+chunk_read(int fd, size_t idx, struct slot *p, const char **why)
 {
 	ssize_t	n;
 
-	n = pread(fd, sl, sizeof(*sl), THROTTLE_HDR_BYTES +
+	n = pread(fd, p, CHUNK_SLOTS * sizeof(*p), THROTTLE_HDR_BYTES +
 	    (off_t)idx * THROTTLE_SLOT_BYTES);
-	if (n != (ssize_t)sizeof(*sl)) {
+	if (n != (ssize_t)(CHUNK_SLOTS * sizeof(*p))) {
 		*why = n == -1 ? strerror(errno) : "short read";
 		return -1;
 	}

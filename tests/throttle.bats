@@ -327,3 +327,107 @@ two_failures() {
 	run -64 usmtp-handler --throttle-window 0
 	run -64 usmtp-handler --throttle-window 1w
 }
+
+# lockouts: usmtp-users lockouts on this test's files.
+lockouts() {
+	usmtp-users --throttle-db "$TDB" --db "$DB" lockouts
+}
+
+@test "usmtp-users lockouts lists an address the handler locked out, unlock frees it, and login works again" {
+	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-window 600"
+	listen4
+	two_failures 127.0.0.1 "$P4"
+	run -0 tcp throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	golden_tcp throttle-refused
+	run -0 --separate-stderr lockouts
+	[[ $output =~ ^address\ 127\.0\.0\.1\ failures=3\ left=(59[0-9]|600)s\ refused$ ]]
+	[ -z "$stderr" ]
+	run -0 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 127.0.0.1
+	[ -z "$output" ] && [ -z "$stderr" ]
+	run -0 lockouts
+	[ -z "$output" ]
+	run -0 tcp login-good 127.0.0.1 "$P4"
+	golden_tcp login-good
+	# nothing left to unlock
+	run -1 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 127.0.0.1
+	[ "$stderr" = "usmtp-users: 127.0.0.1: nothing recorded" ]
+}
+
+@test "lockouts names slowed-down users' accounts and shows others by hash; unlock takes either" {
+	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-window 600"
+	local i hash
+	for i in 1 2 3 4 5 6; do
+		run -0 from "10.$i.0.1" login-wrong
+	done
+	for i in 1 2 3 4 5; do
+		run -0 from "10.$((i + 10)).0.1" login-unknown
+	done
+	run -0 --separate-stderr lockouts
+	[ "${#lines[@]}" -eq 2 ]
+	[[ ${lines[0]} =~ ^account\ alice@example\.org\ failures=6\ left=[0-9]+s\ delay=500ms$ ]]
+	[[ ${lines[1]} =~ ^account\ \#[0-9a-f]{32}\ failures=5\ left=[0-9]+s\ delay=250ms$ ]]
+	hash=$(echo "${lines[1]}" | cut -d' ' -f2)
+	# the file holds the account's salted hash, not its name
+	run -1 grep -a -q mallory "$TDB"
+	run -0 usmtp-users --throttle-db "$TDB" unlock ALICE@example.org
+	run -0 lockouts
+	[[ $output == "account $hash failures=5 "* ]]
+	run -0 from 10.99.0.1 login-good
+	grep -q 'peer=10.99.0.1 login user=alice@example.org result=ok$' "$HLOG"
+	run -0 usmtp-users --throttle-db "$TDB" unlock "$hash"
+	run -0 lockouts
+	[ -z "$output" ]
+}
+
+@test "unlock of an address whose network is still refused says so; unlock of the prefix frees it" {
+	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-net-max 4 --throttle-window 600"
+	local i
+	for i in 1 2 3 4; do
+		run -0 from "2001:db8:1:$i::1" login-wrong
+	done
+	run -0 lockouts
+	[[ $output =~ ^network\ 2001:db8:1::/48\ failures=4\ left=[0-9]+s\ refused$ ]]
+	run -0 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 2001:db8:1:1::99
+	[ "$stderr" = "usmtp-users: 2001:db8:1::/48 is still refused: unlock 2001:db8:1::/48 too" ]
+	run -0 from 2001:db8:1:1::1 throttle-refused
+	golden_any throttle-refused
+	run -0 usmtp-users --throttle-db "$TDB" unlock 2001:db8:1::/48
+	run -0 from 2001:db8:1:1::1 login-good
+	check_golden login-good
+}
+
+@test "unlock all clears every entry while the file stays in use" {
+	HANDLER="$BASE --throttle-db $TDB --throttle-max 1 --throttle-window 600"
+	run -0 from 192.0.2.1 throttle-limit
+	run -0 from 198.51.100.1 throttle-limit
+	run -0 lockouts
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 usmtp-users --throttle-db "$TDB" unlock all
+	# two addresses, two networks, one account
+	[ "$output" = "5 entries cleared" ]
+	run -0 lockouts
+	[ -z "$output" ]
+	[ "$(stat -c %s "$TDB")" -eq "$THROTTLE_FILE_BYTES" ]
+	run -0 from 192.0.2.1 login-good
+	check_golden login-good
+}
+
+@test "lockouts and unlock: no file, a foreign file, bad targets" {
+	run -0 --separate-stderr lockouts
+	[ -z "$output" ] && [ -z "$stderr" ]
+	run -1 usmtp-users --throttle-db "$TDB" unlock 192.0.2.1
+	run -0 usmtp-users --throttle-db "$TDB" unlock all
+	[ "$output" = "0 entries cleared" ]
+	[ ! -e "$TDB" ]
+	head -c "$THROTTLE_FILE_BYTES" /dev/urandom >"$TDB"
+	chmod 644 "$TDB"
+	run -74 --separate-stderr lockouts
+	[[ $stderr == "usmtp-users: $TDB: damaged or not a usmtp throttle file (bad magic)" ]]
+	run -74 usmtp-users --throttle-db "$TDB" unlock all
+	local bad
+	for bad in 192.0.2.0/16 2001:db8::/56 nonsense '#abc' a@b@c ''; do
+		run -65 --separate-stderr usmtp-users --throttle-db "$TDB" unlock "$bad"
+		[[ $stderr == "usmtp-users: "*": not an address, a /24, /32, /48 or /64 prefix, an account or a #hash" ]]
+	done
+}

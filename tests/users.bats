@@ -27,8 +27,9 @@ setup() {
 
 @test "--help lists every subcommand and the cost range and exits 0" {
 	run -0 --separate-stderr usmtp-users --help
-	for w in init add passwd del list check --db --maildir \
-	    --password-stdin '--cost N' '1..18' -h -V; do
+	for w in init add passwd del list check lockouts unlock --db \
+	    --maildir --password-stdin '--cost N' '1..18' --throttle-db \
+	    /var/lib/usmtp/throttle.db -h -V; do
 		[[ $output == *"$w"* ]] || { echo "missing: $w"; return 1; }
 	done
 	[ -z "$stderr" ]
@@ -288,6 +289,12 @@ setup() {
 	[[ $stderr == "usmtp-users: unknown option: -x"* ]]
 	run -64 --separate-stderr users init a@b
 	[[ $stderr == "usmtp-users: unexpected argument: a@b"* ]]
+	run -64 --separate-stderr users list --throttle-db /x
+	[[ $stderr == "usmtp-users: --throttle-db: only with lockouts and unlock"* ]]
+	run -64 --separate-stderr users unlock
+	[[ $stderr == "usmtp-users: unlock: missing ADDRESS|PREFIX|ACCOUNT|all"* ]]
+	run -64 --separate-stderr users lockouts all
+	[[ $stderr == "usmtp-users: unexpected argument: all"* ]]
 	run -64 --separate-stderr users list --bogus
 	[[ $stderr == "usmtp-users: unknown option: --bogus"* ]]
 	run -64 --separate-stderr usmtp-users list --db

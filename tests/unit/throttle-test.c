@@ -57,6 +57,7 @@ static void	test_bad_files(void);
 static void	test_repair(void);
 static void	test_create_fails(void);
 static void	test_list(void);
+static void	test_admin_busy(void);
 static void	cleanup(void);
 
 /* peer gives r, and the key texts addr and net when r is 1. */
@@ -802,6 +803,64 @@ test_list(void)
 	ok(size_of(u.path) == FILE_BYTES, "the file keeps its size");
 }
 
+static int
+count_entries(void *arg, const struct throttle_entry *e)
+{
+	(void)e;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/*
+ * usmtp-users lists and clears while handlers count: the same locks, so
+ * no call fails and the file stays whole.
+ */
+static void
+test_admin_busy(void)
+{
+	struct throttle		 t, u;
+	struct throttle_key	 k[2];
+	const char		*why = NULL;
+	char			 p[32];
+	unsigned		 c[2], n, i, errs = 0;
+	pid_t			 pid;
+	int			 st, j;
+
+	conf(&t, "busy.db");
+	t.max = 1;
+	conf(&u, "busy.db");
+	throttle_peer("10.1.1.1:1", &k[0], &k[1]);
+	fails(&t, k, T0);
+	fflush(stdout);
+	if ((pid = fork()) == -1)
+		abort();
+	if (pid == 0) {
+		for (j = 0; j < 2000; j++) {
+			snprintf(p, sizeof(p), "10.0.%d.%d:1", (j >> 8) & 255,
+			    j & 255);
+			throttle_peer(p, &k[0], &k[1]);
+			if (throttle_fail(&t, k, 2, time(NULL), c, &why) == -1) {
+				printf("# %s\n", why);
+				_exit(1);
+			}
+		}
+		_exit(0);
+	}
+	for (i = 0; i < 200; i++) {
+		n = 0;
+		if (throttle_list(&u, time(NULL), NULL, 0, count_entries, &n,
+		    &why) == -1 || (i % 10 == 0 && throttle_clear(&u, NULL,
+		    &n, &why) == -1))
+			errs++;
+	}
+	ok(waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0, "a handler's failures all counted");
+	ok(errs == 0, "200 listings and 20 clearings meanwhile, no error%s%s",
+	    errs ? ": " : "", errs ? why : "");
+	ok(size_of(t.path) == FILE_BYTES && t.repaired == NULL &&
+	    u.repaired == NULL, "the file is whole and was never replaced");
+}
+
 static void
 cleanup(void)
 {
@@ -831,6 +890,7 @@ main(void)
 	test_repair();
 	test_create_fails();
 	test_list();
+	test_admin_busy();
 	cleanup();
 	return tap_done();
 }
