@@ -1,8 +1,10 @@
 /*
- * auth.c -- the GDBM user database: address syntax (PROTOCOL.md 5), the
- * scrypt password record, constant-work password checks, read-only opens
- * for the handler and copy-and-rename updates for usmtp-users.  Replies,
- * logging and prompting for passwords are left to the programs.
+ * auth.c -- the GDBM user database: address syntax (usmtp(7), Login), the
+ * scrypt password record, the parameter record unknown addresses are
+ * checked against (so they cost what the newest user's check costs),
+ * read-only opens for the handler and copy-and-rename updates for
+ * usmtp-users.  Replies, logging and prompting for passwords are left to
+ * the programs.
  */
 
 #include <sys/file.h>

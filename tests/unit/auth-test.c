@@ -1,8 +1,9 @@
 /*
  * auth-test.c -- unit tests of auth.c, TAP on stdout: address syntax
- * (PROTOCOL.md 5, Maildir path tricks), password records, the database
- * life cycle, equal work for unknown users, and readers opening the
- * database while usmtp-users rewrites it.  Run from the top of the tree
+ * (usmtp(7), Login; Maildir path tricks), password records, the database
+ * life cycle, equal work for unknown users (the parameter record at the
+ * newest user's cost), auth_init, and readers opening the database while
+ * usmtp-users rewrites it.  Run from the top of the tree
  * (it runs ./usmtp-users, or $USMTP_USERS, when that exists).
  */
 
