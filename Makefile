@@ -47,7 +47,7 @@ PROGS	= usmtp-handler usmtp-client usmtp-users
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
 	  util.o noise.o proxy.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
-USERS_OBJS = usmtp-users.o auth.o crypto.o util.o
+USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
 	  tests/unit/noise-test tests/unit/proxy-test

@@ -59,13 +59,14 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_MAX_ATT	26214400	/* 25 MiB per attachment */
 #define DEF_SENDMAIL_SEC 120		/* sendmail must finish by then */
 #define DEF_LOGIN_SEC	120		/* connect to 210, at most */
-#define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
+#define DEF_THROTTLE_DB	THROTTLE_DB_DEFAULT
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
 #define NOISE_HS_MAX_BYTES 4144		/* a handshake message: key, a
 					 * command-sized payload, tag */
 #define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
 #define SECURE_PROLOGUE	"USMTP secure 1"
+#define DEF_THROTTLE_NET 4		/* per /24 or /48: this x the above */
 #define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
@@ -89,11 +90,13 @@ struct conf {
 	long		 timeout, sendmail_timeout;
 	unsigned long long max_body, max_attachment;
 	int		 log_stderr;
-	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
+	const char	*throttle_db;	/* NULL: no throttling */
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
 	int		 proxy_protocol;	/* a PROXY header comes first */
 	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
+	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
+	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -196,8 +199,12 @@ static int	 att_sink(void *arg, const unsigned char *p, size_t len);
 static void	 next_attachment(struct session *s);
 static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
+static int	 throttle_conf(struct throttle *t);
+static void	 throttle_repaired(const struct throttle *t);
 static int	 throttle_refused(struct session *s);
-static unsigned	 throttle_record(struct session *s, struct throttle_key *k);
+static unsigned	 throttle_delay(struct session *s);
+static size_t	 throttle_record(struct session *s, struct throttle *t,
+		    struct throttle_key *k, unsigned *n);
 
 /* What each state reads: frame kind and the size limit that applies. */
 static const struct {
@@ -276,8 +283,9 @@ usage(int status)
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
-"                     [--throttle-max N] [--throttle-window SECONDS]\n"
-"                     [--proxy-protocol] [--log-stderr] [--help] [--version]\n"
+"                     [--throttle-max N] [--throttle-net-max N]\n"
+"                     [--throttle-window SECONDS] [--proxy-protocol]\n"
+"                     [--log-stderr] [--help] [--version]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
@@ -302,8 +310,11 @@ usage(int status)
 "  --throttle-db FILE       failed logins per client address, shared by all\n"
 "                           sessions; \"none\" or \"\" turns throttling off\n"
 "                           (" DEF_THROTTLE_DB ")\n"
-"  --throttle-max N         refuse LOGIN (510) from an address after N failed\n"
-"                           logins, 0 never (%d)\n"
+"  --throttle-max N         refuse LOGIN (510) from an address (IPv6: /64)\n"
+"                           after N failed logins, 0 turns all throttling\n"
+"                           off (%d)\n"
+"  --throttle-net-max N     the same per IPv4 /24 and IPv6 /48, 0 never\n"
+"                           (%d x --throttle-max)\n"
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
 "  --proxy-protocol         read a PROXY protocol header (v1 or v2) first and\n"
@@ -317,7 +328,8 @@ usage(int status)
 "reply, a timeout or a cut-off frame, 64 (EX_USAGE) bad options, 78\n"
 "(EX_CONFIG) bad configuration.\n",
 	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_LOGIN_SEC,
-	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
+	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_NET,
+	    DEF_THROTTLE_SEC);
 	exit(status);
 }
 
@@ -411,6 +423,11 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, 1000000, &n) == -1)
 			return -1;
 		conf.throttle_max = (unsigned)n;
+	} else if (strcmp(name, "throttle-net-max") == 0) {
+		if (parse_num(val, 4000000, &n) == -1)
+			return -1;
+		conf.throttle_net_max = (unsigned)n;
+		conf.throttle_net_set = 1;
 	} else if (strcmp(name, "throttle-window") == 0) {
 		if (parse_num(val, 7 * 86400, &n) == -1 || n == 0)
 			return -1;
@@ -1111,11 +1128,16 @@ st_login_addr(struct session *s, char *p, size_t len)
 static void
 st_login_pass(struct session *s, char *p, size_t len)
 {
-	struct throttle_key	 k;
+	struct throttle		 t;
+	struct throttle_key	 k[3];
 	const char		*why;
-	unsigned		 n;
+	char			 dl[32] = "";
+	unsigned		 n[3], delay;
+	size_t			 nk, i;
 	int			 r;
 
+	if ((delay = throttle_delay(s)) > 0)
+		snprintf(dl, sizeof(dl), " delay=%u", delay);
 	r = auth_check(s->db, s->addr, p, len, &why);
 	OPENSSL_cleanse(p, len);
 	if (r == -1) {
@@ -1124,84 +1146,173 @@ st_login_pass(struct session *s, char *p, size_t len)
 	}
 	if (r == 1) {
 		memcpy(s->user, s->addr, sizeof(s->user));
-		logx(LOG_INFO, "login user=%s result=ok", s->user);
+		logx(LOG_INFO, "login user=%s result=ok%s", s->user, dl);
 		frame_set_deadline(&s->io, 0);
 		reply(s, 210);
 		enter(s, S_COMMAND);
 		return;
 	}
-	if ((n = throttle_record(s, &k)) == 0) {
-		logx(LOG_WARNING, "login user=%s result=fail", s->addr);
-		login_error(s, 401);
-		return;
-	}
-	logx(LOG_WARNING, "login user=%s result=fail key=%s failures=%u",
-	    s->addr, k.text, n);
-	/* Issue 7: sessions already past LOGIN stop at the limit too, so
-	 * parallel connections cannot each take their six guesses. */
-	if (n >= conf.throttle_max) {
-		logx(LOG_WARNING, "login user=%s result=throttled key=%s "
-		    "failures=%u", s->addr, k.text, n);
-		session_fail(s, 510, "throttled");
-	}
+	nk = throttle_record(s, &t, k, n);
+	if (nk == 0)
+		logx(LOG_WARNING, "login user=%s result=fail%s", s->addr, dl);
+	else if (nk == 1)
+		logx(LOG_WARNING, "login user=%s result=fail account_failures=%u"
+		    "%s", s->addr, n[0], dl);
+	else
+		logx(LOG_WARNING, "login user=%s result=fail key=%s failures=%u "
+		    "net=%s net_failures=%u account_failures=%u%s", s->addr,
+		    k[1].text, n[1], k[2].text, n[2], n[0], dl);
+	/* Sessions already past LOGIN stop at the limit too, so parallel
+	 * connections cannot each take their six guesses. */
+	for (i = 1; i < nk; i++)
+		if (throttle_limited(&t, k[i].kind, n[i])) {
+			logx(LOG_WARNING, "login user=%s result=throttled "
+			    "key=%s failures=%u", s->addr, k[i].text, n[i]);
+			session_fail(s, 510, "throttled");
+		}
 	login_error(s, 401);
 }
 
 /*
- * Issue 7: an address with throttle_max failed logins, each within
+ * Fills *t from the options.  0 when throttling is off (no file, or
+ * --throttle-max 0), else 1.
+ */
+static int
+throttle_conf(struct throttle *t)
+{
+	if (conf.throttle_db == NULL || conf.throttle_max == 0)
+		return 0;
+	memset(t, 0, sizeof(*t));
+	t->path = conf.throttle_db;
+	t->max = conf.throttle_max;
+	t->window = conf.throttle_window;
+	if (conf.throttle_net_set)
+		t->net_max = conf.throttle_net_max;
+	else
+		t->net_max = conf.throttle_max > UINT_MAX / DEF_THROTTLE_NET ?
+		    UINT_MAX : conf.throttle_max * DEF_THROTTLE_NET;
+	return 1;
+}
+
+/* A damaged state file was replaced by an empty one: say so loudly. */
+static void
+throttle_repaired(const struct throttle *t)
+{
+	if (t->repaired != NULL)
+		logx(LOG_ERR, "error throttle=%s reason=\"damaged file "
+		    "replaced by an empty one: %s\"", t->path, t->repaired);
+}
+
+/*
+ * usmtp(7), Login (throttle extension): an address with throttle_max
+ * failed logins, or a /24 or /48 with throttle_net_max, each within
  * throttle_window seconds of the one before, gets 510 at LOGIN until
  * the window has passed since the last one, before any address or
  * password is read.  Peers without a network address ("local") are
- * never throttled.  Trouble with the file is logged and lets the login
- * go on: a broken throttle must not lock users out.
+ * throttled by account only.  Trouble with the file is logged and lets
+ * the login go on: a broken throttle must not lock users out.
  */
 static int
 throttle_refused(struct session *s)
 {
-	struct throttle_key	 k;
+	struct throttle		 t;
+	struct throttle_key	 k[2];
 	const char		*why;
-	unsigned		 n;
-	int			 r;
+	unsigned		 n[2];
+	int			 i, r;
 
-	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
-	    !throttle_key(s->peer, &k))
+	if (!throttle_conf(&t) || !throttle_peer(s->peer, &k[0], &k[1]))
 		return 0;
-	r = throttle_check(conf.throttle_db, &k, conf.throttle_max,
-	    conf.throttle_window, time(NULL), &n, &why);
+	r = throttle_check(&t, k, 2, time(NULL), n, &why);
+	throttle_repaired(&t);
 	if (r == -1) {
 		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
 		    conf.throttle_db, why);
 		return 0;
 	}
-	if (r == 1)
-		logx(LOG_WARNING, "login result=throttled key=%s failures=%u",
-		    k.text, n);
+	for (i = 0; r == 1 && i < 2; i++)
+		if (throttle_limited(&t, k[i].kind, n[i])) {
+			logx(LOG_WARNING, "login result=throttled key=%s "
+			    "failures=%u", k[i].text, n[i]);
+			break;
+		}
 	return r;
 }
 
 /*
- * Counts a wrong password or unknown address against the peer's address
- * (*k).  Returns the address's failures now, or 0 when it is not
- * throttled or the file could not be written (logged; fail open).  A
- * good login does not clear the count: else one valid account would let
- * its owner reset the count between guesses at others.
+ * An account with failed logins from anywhere is slowed down, never
+ * locked (an attacker could lock its owner out): the delay is slept
+ * before the password is checked, for a right password as for a wrong
+ * one and for an unknown address as for a known one, so it tells
+ * nothing; and never past the login deadline.  Returns the milliseconds
+ * slept.
  */
 static unsigned
-throttle_record(struct session *s, struct throttle_key *k)
+throttle_delay(struct session *s)
 {
-	const char	*why;
-	unsigned	 n;
+	struct throttle		 t;
+	struct throttle_key	 k;
+	struct timespec		 now, ts;
+	const char		*why;
+	unsigned		 n, ms;
+	long			 left;
 
-	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
-	    !throttle_key(s->peer, k))
+	if (!throttle_conf(&t) || throttle_account(s->addr, &k) == -1)
 		return 0;
-	if (throttle_fail(conf.throttle_db, k, conf.throttle_window,
-	    time(NULL), &n, &why) == -1) {
+	if (throttle_check(&t, &k, 1, time(NULL), &n, &why) == -1) {
+		throttle_repaired(&t);
 		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
 		    conf.throttle_db, why);
 		return 0;
 	}
-	return n;
+	throttle_repaired(&t);
+	if ((ms = throttle_delay_ms(n)) == 0)
+		return 0;
+	if (conf.login_timeout > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = conf.login_timeout * 1000 -
+		    (long)(now.tv_sec - s->start.tv_sec) * 1000 -
+		    (now.tv_nsec - s->start.tv_nsec) / 1000000;
+		if (left <= 0)
+			return 0;
+		if ((long)ms > left)
+			ms = (unsigned)left;
+	}
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	return ms;
+}
+
+/*
+ * Counts a wrong password or unknown address against the account and,
+ * when the peer has a network address, against its address and network:
+ * k[0] the account, k[1] the address, k[2] the network, n[] their
+ * failures now.  Returns how many keys were counted: 0 when throttling
+ * is off or the file could not be written (logged; fail open).  A good
+ * login does not clear the counts: else one valid account would let its
+ * owner reset them between guesses at others.
+ */
+static size_t
+throttle_record(struct session *s, struct throttle *t,
+    struct throttle_key *k, unsigned *n)
+{
+	const char	*why;
+	size_t		 nk = 1;
+
+	if (!throttle_conf(t) || throttle_account(s->addr, &k[0]) == -1)
+		return 0;
+	if (throttle_peer(s->peer, &k[1], &k[2]))
+		nk = 3;
+	if (throttle_fail(t, k, nk, time(NULL), n, &why) == -1) {
+		throttle_repaired(t);
+		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
+		    conf.throttle_db, why);
+		return 0;
+	}
+	throttle_repaired(t);
+	return nk;
 }
 
 static void
@@ -1536,6 +1647,7 @@ parse_args(int argc, char *argv[])
 		{ "max-attachment", required_argument, NULL, 0 },
 		{ "throttle-db", required_argument, NULL, 0 },
 		{ "throttle-max", required_argument, NULL, 0 },
+		{ "throttle-net-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },

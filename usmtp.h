@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -417,7 +418,7 @@ EVP_PKEY *dial_rsa_key(X509 *cert, const char **why);
 /* auth.c */
 
 /*
- * Checks address syntax (PROTOCOL.md 5: local@domain, one '@', no spaces
+ * Checks address syntax (usmtp(7), Login: local@domain, one '@', no spaces
  * or control characters, dot-separated domain labels) and writes the
  * lower-cased address to out (outsz >= ADDR_MAX + 1).  0 or -1.
  */
@@ -430,8 +431,11 @@ struct userdb *auth_open(const char *path, const char **why);
 void	auth_close(struct userdb *db);
 /*
  * Checks a password for a normalized address in constant time; an
- * unknown address costs the same work (a dummy hash).  Returns 1 when
- * good, 0 when wrong or unknown, -1 on a database error (*why).
+ * unknown address costs the same work: it is checked against the
+ * database's parameter record (below), whose parameters are those of the
+ * newest password record written.  Returns 1 when good, 0 when wrong or
+ * unknown, -1 on a database error (*why), also for every address when
+ * the parameter record is malformed.
  */
 int	auth_check(struct userdb *db, const char *addr, const char *pw,
 	    size_t pwlen, const char **why);
@@ -449,6 +453,12 @@ int	auth_lookup(struct userdb *db, const char *addr, char *maildir,
  * "$scrypt$ln=COST,r=8,p=1$SALT$HASH": COST is log2 of scrypt's N, SALT
  * (16 random bytes) and HASH (32 bytes) in standard base64 with padding.
  * Records keep their own parameters, so the cost can be raised later.
+ * One more record, key "@params" (never an address: no local part), is
+ * no user's: a password record with the parameters of the newest one
+ * written and a random salt and hash, which unknown addresses are
+ * checked against.  Lookups, auth_foreach() and auth_update() never
+ * show it.  A database without it (made before it existed) checks
+ * unknown addresses at AUTH_COST_DEFAULT.
  */
 #define AUTH_COST_DEFAULT	14	/* N = 2^14, r = 8: 16 MiB, ~50 ms */
 #define AUTH_COST_MIN		1	/* tests and benchmarks only */
@@ -485,13 +495,21 @@ enum auth_op {
  * into a new file "path.tmpXXXXXX" (mode 0640; the old file's owner and
  * group kept where permitted), fsyncs it and rename(2)s it over path, so
  * readers open the old or the new file, never a half-written one.
- * AUTH_ADD creates path when missing.  addr must be normalized.  Returns
- * 0 when done; 1 when nothing changed because addr already exists
- * (AUTH_ADD) or is unknown (AUTH_PASSWD, AUTH_DEL, also when path is
- * missing); -1 (*why).
+ * AUTH_ADD creates path when missing.  AUTH_ADD and AUTH_PASSWD also
+ * set the parameter record from hash's parameters.  addr must be
+ * normalized; hash a well-formed password record.  Returns 0 when done;
+ * 1 when nothing changed because addr already exists (AUTH_ADD) or is
+ * unknown (AUTH_PASSWD, AUTH_DEL, also when path is missing); -1 (*why).
  */
 int	auth_update(const char *path, enum auth_op op, const char *addr,
 	    const char *hash, const char *maildir, const char **why);
+/*
+ * Creates an empty database at path, like auth_update(), holding only
+ * the parameter record for scrypt cost (AUTH_COST_MIN..AUTH_COST_MAX).
+ * 0 when made; 1 when path is already a database (left as it is);
+ * -1 (*why), also when path exists but is no database.
+ */
+int	auth_init(const char *path, int cost, const char **why);
 /*
  * Calls fn(arg, addr, maildir) for every user in database order (not
  * sorted); maildir is "" when none.  fn returning -1 stops the walk.
@@ -547,46 +565,131 @@ void	mail_abort(struct mail *m);
 /* throttle.c */
 
 /*
- * Failed logins per source address across connections (issue 7), in a
- * fixed-size state file shared by all handler processes under flock(2):
- * THROTTLE_SLOTS entries, each address in one of THROTTLE_PROBE slots
- * after a salted hash, the least recent one evicted when they are all
- * in use.  The file is 64 + THROTTLE_SLOTS * 32 bytes, never more.
+ * Failed logins across connections (usmtp(7), Login), in a fixed-size
+ * state file shared by all handler processes under flock(2): per client
+ * address (IPv4; IPv6 /64), per network (IPv4 /24; IPv6 /48) and per
+ * account.  THROTTLE_SLOTS entries, each key in one of THROTTLE_PROBE
+ * slots after a salted hash; a throttled entry is evicted only when all
+ * of them hold throttled entries.  The file is 64 + THROTTLE_SLOTS * 32
+ * bytes, never more.  An account is not refused, it is slowed down:
+ * after THROTTLE_ACCOUNT_FREE failures each login of it waits
+ * THROTTLE_DELAY_FIRST_MS, doubling with every further failure up to
+ * THROTTLE_DELAY_MAX_MS, before its password is checked.
  */
-#define THROTTLE_SLOTS		4096
+#define THROTTLE_SLOTS		8192
 #define THROTTLE_PROBE		8
+#define THROTTLE_DB_DEFAULT	"/var/lib/usmtp/throttle.db"
+#define THROTTLE_ACCOUNT_FREE	5	/* failures of an account, no delay */
+#define THROTTLE_DELAY_FIRST_MS	250	/* the delay after those... */
+#define THROTTLE_DELAY_MAX_MS	4000	/* ...doubling up to this */
+
+enum {
+	THROTTLE_ADDR = 1,	/* an IPv4 address, an IPv6 /64 */
+	THROTTLE_NET,		/* an IPv4 /24, an IPv6 /48 */
+	THROTTLE_ACCOUNT	/* a login address, stored hashed */
+};
 
 struct throttle_key {
-	unsigned char	 addr[16];	/* IPv4 as ::ffff:a.b.c.d; IPv6 /64 */
-	char		 text[52];	/* "192.0.2.1", "2001:db8::/64" */
+	int		 kind;		/* THROTTLE_* */
+	unsigned char	 id[16];	/* address or prefix (IPv4 as
+					 * ::ffff:a.b.c.d), zeros past it */
+	char		 text[ADDR_MAX + 1];	/* "192.0.2.1",
+					 * "2001:db8::/64", "192.0.2.0/24",
+					 * "2001:db8::/48", or the account;
+					 * an account with text "": id is
+					 * its stored hash (a listed entry) */
+};
+
+/* One file and the limits in force. */
+struct throttle {
+	const char	*path;
+	unsigned	 max;		/* failures per address, 0: none */
+	unsigned	 net_max;	/* failures per network, 0: none */
+	unsigned	 window;	/* seconds: failures further apart
+					 * start a new count */
+	const char	*repaired;	/* set by a call that found the file
+					 * damaged and replaced it with an
+					 * empty one: what was wrong; the
+					 * caller logs it and may clear it */
 };
 
 /*
- * Makes the key of a peer as the handler logs it ("192.0.2.1:4711",
+ * Makes the keys of a peer as the handler logs it ("192.0.2.1:4711",
  * "[2001:db8::1]:4711", "[::ffff:192.0.2.1]:4711", without a port too):
- * an IPv4 address (also when mapped into IPv6) as it is, an IPv6 address
- * cut to its /64.  1 when done; 0 when peer has no network address
- * ("local"): such peers are not throttled.
+ * *addr an IPv4 address (also when mapped into IPv6) or an IPv6 /64,
+ * *net its /24 or /48.  1 when done; 0 when peer has no network address
+ * ("local"): such peers are throttled by account only.
  */
-int	throttle_key(const char *peer, struct throttle_key *k);
+int	throttle_peer(const char *peer, struct throttle_key *addr,
+	    struct throttle_key *net);
 /*
- * Looks k up in the file at path (never created here): *failures gets
- * its failures that still count at time now (the last less than window
- * seconds before).  Returns 1 when *failures >= max (max 0: never), 0
- * when not or when there is no file, -1 (*why) when the file cannot be
- * read or is not ours; the caller then lets the login go on (fail open).
+ * Makes the key of an address or prefix as an administrator writes it:
+ * "192.0.2.1", "2001:db8::1" (its /64), "192.0.2.0/24", "192.0.2.1/32",
+ * "2001:db8:1::/48", "2001:db8:1:2::/64"; host bits are ignored.  0, or
+ * -1 when s is none of these.
  */
-int	throttle_check(const char *path, const struct throttle_key *k,
-	    unsigned max, unsigned window, time_t now, unsigned *failures,
+int	throttle_parse(const char *s, struct throttle_key *k);
+/* Makes the key of a (normalized) login address.  0, or -1 if too long. */
+int	throttle_account(const char *account, struct throttle_key *k);
+/*
+ * 1 when failures of a key of kind are at their limit: an address at
+ * t->max, a network at t->net_max (refused), an account at
+ * THROTTLE_ACCOUNT_FREE (slowed down).
+ */
+int	throttle_limited(const struct throttle *t, int kind,
+	    unsigned failures);
+/* The delay, in milliseconds, before an account with failures may have
+ * its password checked: 0, then THROTTLE_DELAY_FIRST_MS doubling. */
+unsigned throttle_delay_ms(unsigned failures);
+/*
+ * Looks the n keys up in t->path (never created here; a damaged file is
+ * replaced, see t->repaired): failures[i] gets the failures of keys[i]
+ * that still count at time now (the last less than t->window seconds
+ * before).  Returns 1 when an address or network key is at its limit, 0
+ * when none is or there is no file, -1 (*why) when the file cannot be
+ * used; the caller then lets the login go on (fail open).
+ */
+int	throttle_check(struct throttle *t, const struct throttle_key *keys,
+	    size_t n, time_t now, unsigned *failures, const char **why);
+/*
+ * Counts one failed login of each of the n keys at time now, all under
+ * one lock, creating the file (mode 0600, made whole under a temporary
+ * name and linked into place) when missing and replacing a damaged one
+ * (t->repaired): a failure t->window or more seconds after the last one
+ * starts a new count.  failures[i] gets keys[i]'s new count.  Also
+ * writes t's limits into the file for throttle_list().  0 or -1 (*why).
+ */
+int	throttle_fail(struct throttle *t, const struct throttle_key *keys,
+	    size_t n, time_t now, unsigned *failures, const char **why);
+
+struct throttle_entry {
+	struct throttle_key key;	/* an account's text is "" unless
+					 * it was one of the names given */
+	unsigned	 failures;
+	time_t		 last;		/* the last failure */
+	unsigned	 left;		/* seconds until it no longer counts */
+};
+/*
+ * For usmtp-users: sets t's limits to those the handlers last wrote into
+ * t->path and calls fn(arg, entry) for every entry throttled at time now
+ * (refused, or an account slowed down), in file order.  An account entry
+ * whose hash is that of one of the nnames names (normalized addresses)
+ * gets that name as its text.  Shared lock; never creates or repairs.
+ * fn returning -1 stops the walk.  0 (also when there is no file) or -1
+ * (*why).
+ */
+int	throttle_list(struct throttle *t, time_t now,
+	    const char *const *names, size_t nnames,
+	    int (*fn)(void *arg, const struct throttle_entry *e), void *arg,
 	    const char **why);
 /*
- * Counts one failed login of k at time now, creating the file (mode
- * 0600) if missing: a failure window or more seconds after the last one
- * starts a new count.  *failures gets the new count.  0 or -1 (*why).
+ * Clears k's entry (an account by name, or by id with text ""), or with
+ * k NULL every entry, under the handlers' exclusive lock; never creates
+ * or repairs.  *cleared gets the number of entries cleared.  0 (also
+ * when there is no file) or -1 (*why).
  */
-int	throttle_fail(const char *path, const struct throttle_key *k,
-	    unsigned window, time_t now, unsigned *failures,
-	    const char **why);
+int	throttle_clear(struct throttle *t, const struct throttle_key *k,
+	    unsigned *cleared, const char **why);
 
 /* proxy.c */
 
