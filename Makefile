@@ -50,7 +50,8 @@ CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
-	  tests/unit/noise-test tests/unit/proxy-test
+	  tests/unit/noise-test tests/unit/proxy-test \
+	  tests/unit/clientconf-test
 DRIVERS	= tests/unit/mail-build
 
 all: $(PROGS) units
@@ -80,6 +81,9 @@ tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 %.o: %.c usmtp.h tests/unit/tap.h

@@ -637,4 +637,94 @@ extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
 int	usmtp_handler_main(int argc, char *argv[]);
 #endif
 
+/* clientconf.c */
+
+/*
+ * The client's configuration file (usmtp-client(1), CONFIGURATION FILE),
+ * msmtp's syntax: "key value" lines (the value is the rest of the line,
+ * blanks trimmed, one pair of enclosing double quotes removed; an empty
+ * value unsets the key), whole-line "#" comments, a "defaults" section
+ * and "account NAME [: A[,B...]]" sections.  An account starts as a copy
+ * of the defaults given before it, then takes every key set in A, B...,
+ * then its own; keys before the first section make an account "default".
+ */
+#define CONF_LINE_MAX_BYTES	4096
+#define CONF_FILE_MAX_BYTES	(1024 * 1024)
+#define CONF_TIMEOUT_MAX_SEC	86400
+#define CONF_PWCMD_TIMEOUT_SEC	120	/* suggested deadline of a command */
+#define CONF_PWCMD_OUTPUT_MAX_BYTES 65536
+
+enum conf_dialect {
+	CONF_DIALECT_UNSET = 0, CONF_DIALECT_AUTO, CONF_DIALECT_DOCUMENT,
+	CONF_DIALECT_REFERENCE
+};
+enum conf_secure {
+	CONF_SECURE_UNSET = 0, CONF_SECURE_PREFER, CONF_SECURE_REQUIRE,
+	CONF_SECURE_OFF
+};
+
+/* The chosen account's settings; unset ones are NULL, 0, -1 or UNSET. */
+struct clientconf {
+	char		*path;		/* the file read */
+	char		*account;	/* NULL: no account, the defaults */
+	int		 account_line;	/* its "account" line; 0: implicit */
+	char		*host;
+	int		 port;		/* 1..65535; 0 unset */
+	char		*ca;		/* "~/" expanded */
+	char		*user;
+	char		*password_file;	/* "~/" expanded */
+	char		*password_command;	/* at most one of the two */
+	int		 timeout;	/* seconds, 0..CONF_TIMEOUT_MAX_SEC
+					 * (0: none); -1 unset */
+	enum conf_dialect dialect;
+	enum conf_secure secure;
+};
+
+/*
+ * The default file: $XDG_CONFIG_HOME/usmtp/client.conf when that is an
+ * absolute path, else ~/.config/usmtp/client.conf ($HOME, else the
+ * password database's home).  malloc'd; NULL and *why when no home.
+ */
+char	*clientconf_path(const char **why);
+/*
+ * Reads the file at path and fills cf with the account named account,
+ * else the one named "default", else the first one, else the defaults
+ * section.  The file must be the user's own and closed to group and
+ * others (fstat on the open descriptor; the reason says the chmod to
+ * run).  Returns 0; 1 when path does not exist, required is 0 and no
+ * account was asked for (cf then holds nothing); -1 and *why, such as
+ * "FILE:LINE: unknown key 'hots'", for everything else.  *why stays
+ * valid until the next clientconf_* call.  Free cf with clientconf_free.
+ */
+int	clientconf_load(struct clientconf *cf, const char *path, int required,
+	    const char *account, const char **why);
+void	clientconf_free(struct clientconf *cf);
+/*
+ * The password: from cf->password_file, else by cf->password_command
+ * (a caller that merges its command line in sets one of them).  Returns
+ * 0 with the password NUL-terminated in pw (pwsz bytes) and its length
+ * in *pwlen; 1 when neither is set; -1 and *why (pw wiped).  An empty
+ * password is an error.
+ */
+int	clientconf_password(const struct clientconf *cf, int timeout_ms,
+	    char *pw, size_t pwsz, size_t *pwlen, const char **why);
+/*
+ * The first line of the file at path, CR LF cut, read with read(2) so no
+ * copy is left unwiped; the file is checked as clientconf_load checks
+ * its own.  0 or -1 (*why), as clientconf_password.
+ */
+int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
+	    size_t *pwlen, const char **why);
+/*
+ * Runs cmd with /bin/sh -c (standard input /dev/null, standard error
+ * inherited, no other descriptor) and takes the first line of what it
+ * prints, CR LF cut, like msmtp's passwordeval.  The command must exit 0
+ * and print a non-empty first line, and at most
+ * CONF_PWCMD_OUTPUT_MAX_BYTES, within timeout_ms; else it is killed if
+ * still running, always reaped, and -1 (*why gives its exit status or
+ * signal).  0 or -1, as clientconf_password.
+ */
+int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
+	    size_t pwsz, size_t *pwlen, const char **why);
+
 #endif /* USMTP_H */
