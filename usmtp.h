@@ -727,4 +727,92 @@ int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
 int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 	    size_t pwsz, size_t *pwlen, const char **why);
 
+/* msgin.c */
+
+/*
+ * Reads a whole RFC 5322 message, as the sendmail interface gets it on
+ * standard input, into what USMTP carries (usmtp-client(1), SENDMAIL
+ * INTERFACE): the subject, From, the To/Cc/Bcc addresses, one text body
+ * and the attachments, decoded.  LF or CRLF line ends; a missing close
+ * delimiter is forgiven; every size is bounded by the caller's limits.
+ */
+#define MSGIN_HEADER_LINE_MAX_BYTES 65536	/* suggested limits */
+#define MSGIN_HEADER_COUNT_MAX	1000
+#define MSGIN_RCPT_MAX		1000
+#define MSGIN_DEPTH_MAX		16	/* multiparts within multiparts */
+#define MSGIN_BOUNDARY_MAX	70	/* RFC 2046 5.1.1: longer is an error */
+#define MSGIN_NAME_MAX_BYTES	255	/* an attachment's name, cut */
+
+struct msgin_limits {
+	size_t		 body_max;	/* the decoded body, bytes */
+	uint64_t	 attach_max;	/* one decoded attachment, bytes */
+	size_t		 attach_count_max;	/* MAX_ATTACHMENTS */
+	size_t		 header_line_max;	/* one unfolded field, bytes */
+	size_t		 header_count_max;	/* fields in one header */
+	size_t		 rcpt_max;	/* To, Cc and Bcc addresses together */
+	const char	*tmpdir;	/* NULL: $TMPDIR, else /tmp */
+};
+
+enum msgin_field { MSGIN_TO, MSGIN_CC, MSGIN_BCC };
+
+struct msgin_rcpt {
+	char		*addr;		/* the addr-spec, as written */
+	enum msgin_field field;
+};
+
+struct msgin_attachment {
+	int		 fd;		/* decoded content, unlinked file, at 0 */
+	char		*name;		/* UTF-8, no directory, no controls */
+	char		*type;		/* "image/png": the part's, lower case */
+	uint64_t	 size;		/* bytes */
+};
+
+/* Why msgin_read failed; the sysexits(3) status for each in brackets. */
+enum msgin_error {
+	MSGIN_OK = 0,
+	MSGIN_EDATA,		/* the message: over a limit, malformed (65) */
+	MSGIN_EIO,		/* reading the input failed (74) */
+	MSGIN_ETEMP		/* memory, temporary files (75) */
+};
+
+struct msgin {
+	char		*subject;	/* UTF-8, no control characters; "" */
+	char		*from;		/* the first From address, or NULL */
+	struct msgin_rcpt *rcpt;	/* To, Cc, Bcc; each address once */
+	size_t		 nrcpt;
+	char		*body;		/* bodylen bytes and a NUL; LF ends */
+	size_t		 bodylen;
+	char		*body_charset;	/* as declared, lower case */
+	int		 body_utf8;	/* 1: the body is valid UTF-8 */
+	struct msgin_attachment *att;
+	size_t		 natt;
+	char		**dropped;	/* header fields USMTP cannot carry */
+	size_t		 ndropped;
+	size_t		 alternatives_dropped;	/* unused alternatives */
+	enum msgin_error error;		/* when msgin_read returns -1 */
+};
+
+/*
+ * Reads the message on fd to its end.  Subject: unfolded, RFC 2047
+ * words decoded (any charset iconv(3) knows; others stay as written),
+ * invalid UTF-8 as U+FFFD.  Addresses: the addr-specs of the address
+ * lists, display names, comments and groups dropped.  Body: the first
+ * text/plain part that is not an attachment (no "attachment"
+ * disposition, no file name), or the whole body of a message without
+ * MIME, transfer-decoded and converted to UTF-8 from its charset when
+ * iconv knows it.  Once a multipart/alternative has given the body its
+ * other parts are dropped (counted in alternatives_dropped); an HTML
+ * part that would have been the body is the attachment "message.html".
+ * Every other leaf part with content or a file name is an attachment,
+ * decoded into an unlinked file in limits->tmpdir, its name the
+ * sender's (RFC 2231, RFC 2047, directories cut) or "attachment-N.EXT".
+ * dropped names each top-level field other than From, To, Bcc, Subject,
+ * Date, MIME-Version and Content-* (Cc is read, and named there).  0, or -1 with *why and
+ * m->error (m then holds nothing else).  Free m with msgin_free.
+ */
+int	msgin_read(int fd, const struct msgin_limits *limits, struct msgin *m,
+	    const char **why);
+/* Closes the attachments' files and frees everything m holds. */
+void	msgin_free(struct msgin *m);
+
 #endif /* USMTP_H */
