@@ -83,7 +83,7 @@ tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o
+tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o

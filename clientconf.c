@@ -48,7 +48,7 @@ struct acct {
 	char		*name;
 	int		 line;		/* its "account" line */
 	unsigned	 set;		/* 1 << K_*: given here or by ": A" */
-	int		 keyline[NKEYS];	/* where given in this section */
+	int		 keyline[NKEYS];	/* its lines in this section */
 	char		*host, *ca, *user, *pwfile, *pwcmd;
 	int		 port, timeout;
 	enum conf_dialect dialect;
@@ -86,7 +86,6 @@ static int	 parse_int(const char *s, long lo, long hi, int *out);
 static char	*trim(char *s);
 static int	 read_all(int fd, const char *path, char **out, size_t *len,
 		    const char **why);
-static long	 mono_ms(void);
 static void	 pw_take(const char *p, size_t n, char *pw, size_t pwsz,
 		    size_t *len, int *state);
 static int	 pw_finish(char *pw, size_t *len);
@@ -117,15 +116,6 @@ fail_at(struct parser *p, const char *fmt, ...)
 	(void)vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
 	va_end(ap);
 	return msg;
-}
-
-static long
-mono_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -857,7 +847,7 @@ clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 		close(pipefd[1]);
 		return -1;
 	}
-	deadline = mono_ms() + timeout_ms;
+	deadline = clock_ms() + timeout_ms;
 	if ((pid = fork()) == -1) {
 		*why = fail("password-command: fork: %s", strerror(errno));
 		close(pipefd[0]);
@@ -906,7 +896,8 @@ clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 			total += (size_t)r;
 			if (total > CONF_PWCMD_OUTPUT_MAX_BYTES) {
 				*why = fail("password-command printed more "
-				    "than %d bytes", CONF_PWCMD_OUTPUT_MAX_BYTES);
+				    "than %d bytes",
+				    CONF_PWCMD_OUTPUT_MAX_BYTES);
 				goto kill;
 			}
 			pw_take(chunk, (size_t)r, pw, pwsz, &len, &state);
@@ -923,7 +914,7 @@ clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 			exited = 1;
 			continue;	/* one last drain */
 		}
-		if ((left = deadline - mono_ms()) <= 0) {
+		if ((left = deadline - clock_ms()) <= 0) {
 			*why = fail("password-command did not finish within "
 			    "%d ms; it was killed", timeout_ms);
 			goto kill;

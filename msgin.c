@@ -1706,9 +1706,10 @@ decode_words(const char *in, size_t n, struct sbuf *out)
 	while (i < n) {
 		if (in[i] == '=' && i + 1 < n && in[i + 1] == '?' &&
 		    (q = memchr(in + i + 2, '?', n - i - 2)) != NULL &&
-		    q + 2 < in + n && q[2] == '?' &&
-		    (q[1] == 'B' || q[1] == 'b' || q[1] == 'Q' || q[1] == 'q') &&
-		    charset_norm(in + i + 2, (size_t)(q - in - i - 2), cs) == 0) {
+		    q + 2 < in + n && q[2] == '?' && strchr("BbQq", q[1]) !=
+		    NULL && q[1] != '\0' &&
+		    charset_norm(in + i + 2, (size_t)(q - in - i - 2), cs) ==
+		    0) {
 			t = q + 3;
 			for (e = t; e + 1 < in + n && !(e[0] == '?' &&
 			    e[1] == '='); e++)

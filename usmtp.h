@@ -761,9 +761,9 @@ struct msgin_rcpt {
 };
 
 struct msgin_attachment {
-	int		 fd;		/* decoded content, unlinked file, at 0 */
+	int		 fd;		/* the content: unlinked file, at 0 */
 	char		*name;		/* UTF-8, no directory, no controls */
-	char		*type;		/* "image/png": the part's, lower case */
+	char		*type;		/* the part's, "image/png" */
 	uint64_t	 size;		/* bytes */
 };
 
@@ -807,8 +807,9 @@ struct msgin {
  * decoded into an unlinked file in limits->tmpdir, its name the
  * sender's (RFC 2231, RFC 2047, directories cut) or "attachment-N.EXT".
  * dropped names each top-level field other than From, To, Bcc, Subject,
- * Date, MIME-Version and Content-* (Cc is read, and named there).  0, or -1 with *why and
- * m->error (m then holds nothing else).  Free m with msgin_free.
+ * Date, MIME-Version and Content-* (Cc is read, and named there).
+ * 0, or -1 with *why and m->error (m then holds nothing else).  Free m
+ * with msgin_free.
  */
 int	msgin_read(int fd, const struct msgin_limits *limits, struct msgin *m,
 	    const char **why);
