@@ -4,7 +4,7 @@
  * to use picked out of them, and the password got from a password file or
  * a command.  It reads and checks only: the client merges the result with
  * its command line (which wins) and reports the errors, which name the
- * file and the line.  usmtp-client(1), CONFIGURATION FILE, is the format.
+ * file and the line.  usmtp.h gives the format, under clientconf.c.
  */
 #define _GNU_SOURCE		/* pipe2(2) */
 #include <sys/types.h>

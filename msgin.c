@@ -1,6 +1,6 @@
 /*
- * msgin.c -- reads a whole RFC 5322 message (the sendmail interface,
- * usmtp-client(1)) and keeps what USMTP can carry: the subject (RFC 2047
+ * msgin.c -- reads a whole RFC 5322 message (the sendmail interface's
+ * standard input) and keeps what USMTP can carry: the subject (RFC 2047
  * decoded), the From and To/Cc/Bcc addresses, one text body and up to a
  * few attachments (MIME, RFC 2045-2047, 2231), decoded.  The input is
  * read once, in pieces: the body is held in memory up to its limit, the
@@ -8,7 +8,7 @@
  * nesting level is bounded.  The caller decides what to send and says
  * what went wrong; this file returns -1 and a reason.
  *
- * Which part is what (usmtp-client(1), SENDMAIL INTERFACE): the first
+ * Which part is what (usmtp.h says it too, at msgin_read): the first
  * text/plain part that is not an attachment (no "attachment"
  * disposition, no file name) is the body; once a multipart/alternative
  * has given the body, its other parts are dropped; an HTML part that

@@ -640,13 +640,18 @@ int	usmtp_handler_main(int argc, char *argv[]);
 /* clientconf.c */
 
 /*
- * The client's configuration file (usmtp-client(1), CONFIGURATION FILE),
- * msmtp's syntax: "key value" lines (the value is the rest of the line,
- * blanks trimmed, one pair of enclosing double quotes removed; an empty
- * value unsets the key), whole-line "#" comments, a "defaults" section
- * and "account NAME [: A[,B...]]" sections.  An account starts as a copy
- * of the defaults given before it, then takes every key set in A, B...,
- * then its own; keys before the first section make an account "default".
+ * The client's configuration file, in msmtp's syntax (msmtp(1)):
+ * "key value" lines (the value is the rest of the line, blanks trimmed,
+ * one pair of enclosing double quotes removed; an empty value unsets the
+ * key; no "=", no trailing comments), whole-line "#" comments, a
+ * "defaults" section and "account NAME [: A[,B...]]" sections.  An
+ * account starts as a copy of the defaults given before it, then takes
+ * every key set in A, B..., then its own; keys before the first section
+ * make an account "default".  Keys: host, port (1..65535), ca, user,
+ * password-file, password-command (the last of the two given wins; both
+ * in one section is an error), timeout (seconds, 0..86400), dialect
+ * (auto, document, reference), secure (prefer, require, off).  "~/"
+ * starts the home directory in ca and password-file.
  */
 #define CONF_LINE_MAX_BYTES	4096
 #define CONF_FILE_MAX_BYTES	(1024 * 1024)
@@ -731,10 +736,10 @@ int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 
 /*
  * Reads a whole RFC 5322 message, as the sendmail interface gets it on
- * standard input, into what USMTP carries (usmtp-client(1), SENDMAIL
- * INTERFACE): the subject, From, the To/Cc/Bcc addresses, one text body
- * and the attachments, decoded.  LF or CRLF line ends; a missing close
- * delimiter is forgiven; every size is bounded by the caller's limits.
+ * standard input, into what USMTP carries: the subject, From, the
+ * To/Cc/Bcc addresses, one text body and the attachments, decoded.  LF
+ * or CRLF line ends; a missing close delimiter is forgiven; every size
+ * is bounded by the caller's limits.
  */
 #define MSGIN_HEADER_LINE_MAX_BYTES 65536	/* suggested limits */
 #define MSGIN_HEADER_COUNT_MAX	1000
