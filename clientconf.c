@@ -914,13 +914,16 @@ clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 			exited = 1;
 			continue;	/* one last drain */
 		}
-		if ((left = deadline - clock_ms()) <= 0) {
-			*why = fail("password-command did not finish within "
-			    "%d ms; it was killed", timeout_ms);
-			goto kill;
+		left = PWCMD_POLL_MS;
+		if (timeout_ms > 0) {
+			if ((left = deadline - clock_ms()) <= 0) {
+				*why = fail("password-command did not finish "
+				    "within %d ms; it was killed", timeout_ms);
+				goto kill;
+			}
+			if (left > PWCMD_POLL_MS)
+				left = PWCMD_POLL_MS;
 		}
-		if (left > PWCMD_POLL_MS)
-			left = PWCMD_POLL_MS;
 		if (eof) {
 			struct timespec ts = { 0, left * 1000000L };
 

@@ -725,7 +725,8 @@ int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
  * inherited, no other descriptor) and takes the first line of what it
  * prints, CR LF cut, like msmtp's passwordeval.  The command must exit 0
  * and print a non-empty first line, and at most
- * CONF_PWCMD_OUTPUT_MAX_BYTES, within timeout_ms; else it is killed if
+ * CONF_PWCMD_OUTPUT_MAX_BYTES, within timeout_ms (<= 0: no limit;
+ * CONF_PWCMD_TIMEOUT_SEC is a sensible one); else it is killed if
  * still running, always reaped, and -1 (*why gives its exit status or
  * signal).  0 or -1, as clientconf_password.
  */

@@ -465,6 +465,9 @@ test_pwcmd(void)
 	    "command: the first line, CR LF cut (%s)", r ? why : pw);
 	r = RUN("printf 'no-newline'", 5000);
 	ok(r == 0 && strcmp(pw, "no-newline") == 0, "output without a LF");
+	r = RUN("sleep 0.1; echo slow", 0);
+	ok(r == 0 && strcmp(pw, "slow") == 0, "timeout 0: no deadline (%s)",
+	    r ? why : pw);
 	r = RUN("echo pw; exit 3", 5000);
 	ok(r == -1 && has(why, "exited with status 3") && pw[0] == '\0',
 	    "a failing command is an error with its status (%s)", why);
