@@ -629,14 +629,6 @@ int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
 
-/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
-#ifdef USMTP_FUZZ
-#include <setjmp.h>
-#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
-extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
-int	usmtp_handler_main(int argc, char *argv[]);
-#endif
-
 /* clientconf.c */
 
 /*
@@ -821,5 +813,13 @@ int	msgin_read(int fd, const struct msgin_limits *limits, struct msgin *m,
 	    const char **why);
 /* Closes the attachments' files and frees everything m holds. */
 void	msgin_free(struct msgin *m);
+
+/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
+#ifdef USMTP_FUZZ
+#include <setjmp.h>
+#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
+extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
+int	usmtp_handler_main(int argc, char *argv[]);
+#endif
 
 #endif /* USMTP_H */
