@@ -50,8 +50,9 @@ CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
 # unit tests run by "make check"; test drivers used by the bats suites
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
-	  tests/unit/noise-test tests/unit/proxy-test
-DRIVERS	= tests/unit/mail-build
+	  tests/unit/noise-test tests/unit/proxy-test \
+	  tests/unit/clientconf-test
+DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump
 
 all: $(PROGS) units
 
@@ -80,6 +81,12 @@ tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 %.o: %.c usmtp.h tests/unit/tap.h
@@ -118,7 +125,7 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
 FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy \
-	  tests/fuzz/fuzz-record
+	  tests/fuzz/fuzz-record tests/fuzz/fuzz-msgin
 
 tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	    usmtp.h tests/fuzz/fuzz.h
@@ -132,6 +139,9 @@ tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
 
 tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c
+
+tests/fuzz/fuzz-msgin: tests/fuzz/fuzz-msgin.c msgin.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-msgin.c msgin.c
 
 # the handler as it is built, from source
 FUZZ_HANDLER_SRCS = $(HANDLER_OBJS:.o=.c)

@@ -740,4 +740,189 @@ int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
 
+/* clientconf.c */
+
+/*
+ * The client's configuration file, in msmtp's syntax (msmtp(1)):
+ * "key value" lines (the value is the rest of the line, blanks trimmed,
+ * one pair of enclosing double quotes removed; an empty value unsets the
+ * key; no "=", no trailing comments), whole-line "#" comments, a
+ * "defaults" section and "account NAME [: A[,B...]]" sections.  An
+ * account starts as a copy of the defaults given before it, then takes
+ * every key set in A, B..., then its own; keys before the first section
+ * make an account "default".  Keys: host, port (1..65535), ca, user,
+ * password-file, password-command (the last of the two given wins; both
+ * in one section is an error), timeout (seconds, 0..86400), dialect
+ * (auto, document, reference), secure (prefer, require, off).  "~/"
+ * starts the home directory in ca and password-file.
+ */
+#define CONF_LINE_MAX_BYTES	4096
+#define CONF_FILE_MAX_BYTES	(1024 * 1024)
+#define CONF_TIMEOUT_MAX_SEC	86400
+#define CONF_PWCMD_TIMEOUT_SEC	120	/* suggested deadline of a command */
+#define CONF_PWCMD_OUTPUT_MAX_BYTES 65536
+
+enum conf_dialect {
+	CONF_DIALECT_UNSET = 0, CONF_DIALECT_AUTO, CONF_DIALECT_DOCUMENT,
+	CONF_DIALECT_REFERENCE
+};
+enum conf_secure {
+	CONF_SECURE_UNSET = 0, CONF_SECURE_PREFER, CONF_SECURE_REQUIRE,
+	CONF_SECURE_OFF
+};
+
+/* The chosen account's settings; unset ones are NULL, 0, -1 or UNSET. */
+struct clientconf {
+	char		*path;		/* the file read */
+	char		*account;	/* NULL: no account, the defaults */
+	int		 account_line;	/* its "account" line; 0: implicit */
+	char		*host;
+	int		 port;		/* 1..65535; 0 unset */
+	char		*ca;		/* "~/" expanded */
+	char		*user;
+	char		*password_file;	/* "~/" expanded */
+	char		*password_command;	/* at most one of the two */
+	int		 timeout;	/* seconds, 0..CONF_TIMEOUT_MAX_SEC
+					 * (0: none); -1 unset */
+	enum conf_dialect dialect;
+	enum conf_secure secure;
+};
+
+/*
+ * The default file: $XDG_CONFIG_HOME/usmtp/client.conf when that is an
+ * absolute path, else ~/.config/usmtp/client.conf ($HOME, else the
+ * password database's home).  malloc'd; NULL and *why when no home.
+ */
+char	*clientconf_path(const char **why);
+/*
+ * Reads the file at path and fills cf with the account named account,
+ * else the one named "default", else the first one, else the defaults
+ * section.  The file must be the user's own and closed to group and
+ * others (fstat on the open descriptor; the reason says the chmod to
+ * run).  Returns 0; 1 when path does not exist, required is 0 and no
+ * account was asked for (cf then holds nothing); -1 and *why, such as
+ * "FILE:LINE: unknown key 'hots'", for everything else.  *why stays
+ * valid until the next clientconf_* call.  Free cf with clientconf_free.
+ */
+int	clientconf_load(struct clientconf *cf, const char *path, int required,
+	    const char *account, const char **why);
+void	clientconf_free(struct clientconf *cf);
+/*
+ * The password: from cf->password_file, else by cf->password_command
+ * (a caller that merges its command line in sets one of them).  Returns
+ * 0 with the password NUL-terminated in pw (pwsz bytes) and its length
+ * in *pwlen; 1 when neither is set; -1 and *why (pw wiped).  An empty
+ * password is an error.
+ */
+int	clientconf_password(const struct clientconf *cf, int timeout_ms,
+	    char *pw, size_t pwsz, size_t *pwlen, const char **why);
+/*
+ * The first line of the file at path, CR LF cut, read with read(2) so no
+ * copy is left unwiped; the file is checked as clientconf_load checks
+ * its own.  0 or -1 (*why), as clientconf_password.
+ */
+int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
+	    size_t *pwlen, const char **why);
+/*
+ * Runs cmd with /bin/sh -c (standard input /dev/null, standard error
+ * inherited, no other descriptor) and takes the first line of what it
+ * prints, CR LF cut, like msmtp's passwordeval.  The command must exit 0
+ * and print a non-empty first line, and at most
+ * CONF_PWCMD_OUTPUT_MAX_BYTES, within timeout_ms (<= 0: no limit;
+ * CONF_PWCMD_TIMEOUT_SEC is a sensible one); else it is killed if
+ * still running, always reaped, and -1 (*why gives its exit status or
+ * signal).  0 or -1, as clientconf_password.
+ */
+int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
+	    size_t pwsz, size_t *pwlen, const char **why);
+
+/* msgin.c */
+
+/*
+ * Reads a whole RFC 5322 message, as the sendmail interface gets it on
+ * standard input, into what USMTP carries: the subject, From, the
+ * To/Cc/Bcc addresses, one text body and the attachments, decoded.  LF
+ * or CRLF line ends; a missing close delimiter is forgiven; every size
+ * is bounded by the caller's limits.
+ */
+#define MSGIN_HEADER_LINE_MAX_BYTES 65536	/* suggested limits */
+#define MSGIN_HEADER_COUNT_MAX	1000
+#define MSGIN_RCPT_MAX		1000
+#define MSGIN_DEPTH_MAX		16	/* multiparts within multiparts */
+#define MSGIN_BOUNDARY_MAX	70	/* RFC 2046 5.1.1: longer is an error */
+#define MSGIN_NAME_MAX_BYTES	255	/* an attachment's name, cut */
+
+struct msgin_limits {
+	size_t		 body_max;	/* the decoded body, bytes */
+	uint64_t	 attach_max;	/* one decoded attachment, bytes */
+	size_t		 attach_count_max;	/* MAX_ATTACHMENTS */
+	size_t		 header_line_max;	/* one unfolded field, bytes */
+	size_t		 header_count_max;	/* fields in one header */
+	size_t		 rcpt_max;	/* To, Cc and Bcc addresses together */
+	const char	*tmpdir;	/* NULL: $TMPDIR, else /tmp */
+};
+
+enum msgin_field { MSGIN_TO, MSGIN_CC, MSGIN_BCC };
+
+struct msgin_rcpt {
+	char		*addr;		/* the addr-spec, as written */
+	enum msgin_field field;
+};
+
+struct msgin_attachment {
+	int		 fd;		/* the content: unlinked file, at 0 */
+	char		*name;		/* UTF-8, no directory, no controls */
+	char		*type;		/* the part's, "image/png" */
+	uint64_t	 size;		/* bytes */
+};
+
+/* Why msgin_read failed; the sysexits(3) status for each in brackets. */
+enum msgin_error {
+	MSGIN_OK = 0,
+	MSGIN_EDATA,		/* the message: over a limit, malformed (65) */
+	MSGIN_EIO,		/* reading the input failed (74) */
+	MSGIN_ETEMP		/* memory, temporary files (75) */
+};
+
+struct msgin {
+	char		*subject;	/* UTF-8, no control characters; "" */
+	char		*from;		/* the first From address, or NULL */
+	struct msgin_rcpt *rcpt;	/* To, Cc, Bcc; each address once */
+	size_t		 nrcpt;
+	char		*body;		/* bodylen bytes and a NUL; LF ends */
+	size_t		 bodylen;
+	char		*body_charset;	/* as declared, lower case */
+	int		 body_utf8;	/* 1: the body is valid UTF-8 */
+	struct msgin_attachment *att;
+	size_t		 natt;
+	char		**dropped;	/* header fields USMTP cannot carry */
+	size_t		 ndropped;
+	size_t		 alternatives_dropped;	/* unused alternatives */
+	enum msgin_error error;		/* when msgin_read returns -1 */
+};
+
+/*
+ * Reads the message on fd to its end.  Subject: unfolded, RFC 2047
+ * words decoded (any charset iconv(3) knows; others stay as written),
+ * invalid UTF-8 as U+FFFD.  Addresses: the addr-specs of the address
+ * lists, display names, comments and groups dropped.  Body: the first
+ * text/plain part that is not an attachment (no "attachment"
+ * disposition, no file name), or the whole body of a message without
+ * MIME, transfer-decoded and converted to UTF-8 from its charset when
+ * iconv knows it.  Once a multipart/alternative has given the body its
+ * other parts are dropped (counted in alternatives_dropped); an HTML
+ * part that would have been the body is the attachment "message.html".
+ * Every other leaf part with content or a file name is an attachment,
+ * decoded into an unlinked file in limits->tmpdir, its name the
+ * sender's (RFC 2231, RFC 2047, directories cut) or "attachment-N.EXT".
+ * dropped names each top-level field other than From, To, Bcc, Subject,
+ * Date, MIME-Version and Content-* (Cc is read, and named there).
+ * 0, or -1 with *why and m->error (m then holds nothing else).  Free m
+ * with msgin_free.
+ */
+int	msgin_read(int fd, const struct msgin_limits *limits, struct msgin *m,
+	    const char **why);
+/* Closes the attachments' files and frees everything m holds. */
+void	msgin_free(struct msgin *m);
+
 #endif /* USMTP_H */
