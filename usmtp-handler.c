@@ -1,7 +1,7 @@
 /*
  * usmtp-handler -- one USMTP 1.0 session on standard input and output,
  * started once per connection by systemd (Accept=yes), inetd or
- * systemd-socket-activate.  The session state machine of PROTOCOL.md 3-6,
+ * systemd-socket-activate.  The session state machine of usmtp(7),
  * limits, timeouts, reply texts and logging live here; framing and
  * crypto are crypto.c's, users auth.c's, message building and delivery
  * mailer.c's.
@@ -67,7 +67,7 @@ jmp_buf		usmtp_fuzz_jmp;
 #define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
 #define SECURE_PROLOGUE	"USMTP secure 1"
 #define DEF_THROTTLE_NET 4		/* per /24 or /48: this x the above */
-#define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
+#define MAX_LOGIN_ERRORS 6		/* usmtp(7), Login: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
 #define LOG_STR_BYTES	64		/* client strings in logs are cut */
@@ -232,7 +232,7 @@ static const struct {
 	int		 code;
 	const char	*text;
 } texts[] = {
-	/* The reference server's words where it has some (PROTOCOL.md 1). */
+	/* The reference server's words where it has some (usmtp(7), Reply codes). */
 	{ 100, "Hello supported_protocols usmtp supported_versions 1.0" },
 	{ 111, "Send your e-mail adress" },
 	{ 112, "Send your password" },
@@ -806,7 +806,7 @@ strip_prefix(char **p, size_t *len, const char *prefix)
 }
 
 /*
- * PROTOCOL.md 6: an optional "mail from:" / "mail to:" prefix, spaces,
+ * usmtp(7), Sending a message: an optional "mail from:" / "mail to:" prefix, spaces,
  * optional <...>, one address.  0 and the normalized address, or -1.
  */
 static int
@@ -833,7 +833,7 @@ login_error(struct session *s, int code)
 	}
 	if (code == 401) {
 		reply(s, 401);
-		/* PROTOCOL.md 2: the reference client reads one frame per
+		/* usmtp(7), Framing: the reference client reads one frame per
 		 * recv(): a 401 leaves in a write of its own. */
 		if (frame_flush(&s->io) == -1)
 			session_end(s, EX_FAIL, "write", 0);
@@ -848,7 +848,7 @@ static void
 st_hello(struct session *s, char *p, size_t len)
 {
 	p = trim(p, &len);
-	/* PROTOCOL.md 3: the keyword is case-insensitive. */
+	/* usmtp(7), Handshake: the keyword is case-insensitive. */
 	if (strcasecmp(p, "hello ssl1.0?") != 0) {
 		logx(LOG_WARNING, "handshake result=fail code=503 hello=%s",
 		    esc(p, len));
@@ -1109,7 +1109,7 @@ st_command(struct session *s, char *p, size_t len)
 		}
 	}
 	if (len == 3 && strcasecmp(p, "BYE") == 0)
-		session_end(s, EX_OK, "bye", 0);	/* no reply: PROTOCOL.md 4 */
+		session_end(s, EX_OK, "bye", 0);	/* no reply: usmtp(7), Greeting and commands */
 	reply(s, 300);
 }
 
@@ -1320,7 +1320,7 @@ st_from(struct session *s, char *p, size_t len)
 {
 	char	addr[ADDR_MAX + 1];
 
-	/* PROTOCOL.md 6: the sender must be the logged-in user. */
+	/* usmtp(7), Sending a message: the sender must be the logged-in user. */
 	if (parse_addr_line(p, len, "mail from:", addr) == -1 ||
 	    strcmp(addr, s->user) != 0) {
 		logx(LOG_WARNING, "send user=%s result=refused "
@@ -1364,7 +1364,7 @@ st_subject(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 
-	/* PROTOCOL.md 6: strip one "subject: " prefix if present. */
+	/* usmtp(7), Sending a message: strip one "subject: " prefix if present. */
 	if (strip_prefix(&p, &len, "subject:") && len > 0 && *p == ' ') {
 		p++;
 		len--;
@@ -1403,7 +1403,7 @@ st_natt(struct session *s, char *p, size_t len)
 	const char	*why;
 
 	p = trim(p, &len);
-	/* A plain decimal 0..5 and nothing else (PROTOCOL.md 6). */
+	/* A plain decimal 0..5 and nothing else (usmtp(7), Sending a message). */
 	if (len != 1 || *p < '0' || *p > '0' + MAX_ATTACHMENTS) {
 		logx(LOG_WARNING, "send user=%s result=refused "
 		    "reason=attachments count=%s", s->user, esc(p, len));
@@ -1460,7 +1460,7 @@ parse_dec(const char *p, unsigned long long *out)
 }
 
 /*
- * An attachment header (PROTOCOL.md 6): a bare length, or lines
+ * An attachment header (usmtp(7), Sending a message): a bare length, or lines
  * "Content-Length: N", optional "Filename: NAME" and "Size: M".
  */
 static void

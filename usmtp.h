@@ -23,7 +23,7 @@
 #define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
 #define SESSION_KEY_BYTES	32	/* AES-256 */
 #define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
-#define MAX_ATTACHMENTS		5	/* PROTOCOL.md 6 */
+#define MAX_ATTACHMENTS		5	/* usmtp(7), Sending a message */
 #define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
 
 /* util.c */
