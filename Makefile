@@ -42,9 +42,10 @@ HANDLER_LIBS = $(LIBS)
 endif
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
-# unit tests run by "make check"; test drivers used by the bats suites
+# unit tests run by "make check"; test drivers used by the bats suites,
+# never installed: tests/usmtp-script is the protocol test harness
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test
-DRIVERS	= tests/unit/mail-build
+DRIVERS	= tests/unit/mail-build tests/usmtp-script
 
 all: $(PROGS)
 
@@ -69,6 +70,9 @@ tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
+tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
 %.o: %.c usmtp.h tests/unit/tap.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
@@ -90,7 +94,7 @@ demo:
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/*.o tests/unit/*.o
 
 .PHONY: all check demo bench clean
 
