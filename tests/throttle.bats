@@ -1,9 +1,10 @@
 #!/usr/bin/env bats
 # throttle.bats -- failed logins per source address across connections
-# (issue 7, --throttle-*): real TCP peers through systemd-socket-activate
-# on 127.0.0.1 and [::1]; the limit, the window, other addresses, local
-# peers, and a broken state file never locking anyone out.  The file's
-# bound and its locking are tested in tests/unit/throttle-test.c.
+# (--throttle-*, usmtp-handler(8)): real TCP peers through
+# systemd-socket-activate on 127.0.0.1 and [::1]; the limit, the window,
+# other addresses, local peers, and a broken state file never locking
+# anyone out.  The file's bound and its locking are tested in
+# tests/unit/throttle-test.c.
 
 load helpers
 
@@ -39,8 +40,8 @@ listen6() {
 
 # tcp NAME HOST PORT: runs tests/transcripts/NAME.in over TCP.
 tcp() {
-	(cd "$TRANSCRIPTS" && timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$3")
+	(cd "$TRANSCRIPTS" && timeout 30 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$2" -p "$3" "$TRANSCRIPTS/$1.in")
 }
 
 # golden_tcp NAME: compares $output with NAME.out less the handler's exit
