@@ -844,15 +844,12 @@ queued(int rv)
 
 /*
  * Sends what is queued.  A live server that has gone away or stopped
- * reading ends the sending, not the run: what it said is still read.
+ * reading ends the sending, not the run: what it said is still read
+ * (frame_flush() drops the rest, so later calls have nothing to send).
  */
 static void
 flush(struct run *r)
 {
-	if (r->stopped && r->live) {
-		io.outlen = 0;
-		return;
-	}
 	if (frame_flush(&io) == 0)
 		return;
 	if (!r->live)
