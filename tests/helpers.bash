@@ -6,10 +6,10 @@ bats_require_minimum_version 1.5.0
 
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 TRANSCRIPTS=$TOP/tests/transcripts
-# The interoperability vectors live in ../shared/vectors next to a checkout
-# and are copied to tests/vectors; prefer the copy in the tree.
+# The reference client's recorded sessions (tests/vectors/README.md).
 VECTORS=$TOP/tests/vectors
-PATH=$TOP:$PATH
+# The programs, and the test harness tests/usmtp-script (never installed).
+PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
@@ -64,10 +64,10 @@ add_user() {
 }
 
 # client_script NAME [handler options]: runs tests/transcripts/NAME.in
-# (or NAME itself when it is a path to a script) through a handler started
-# over a socket pair; prints the decrypted replies and the handler's exit
-# status.  Runs in tests/transcripts, so scripts name files/... relative
-# to it.  The handler log goes to $HLOG.
+# (or NAME itself when it is a path to a script) with usmtp-script through
+# a handler started over a socket pair; prints the decrypted replies and
+# the handler's exit status.  Runs in tests/transcripts, so scripts name
+# files/... relative to it.  The handler log goes to $HLOG.
 client_script() {
 	local name=$1 script
 	shift
@@ -75,8 +75,8 @@ client_script() {
 	*/*) script=$name ;;
 	*) script=$TRANSCRIPTS/$name.in ;;
 	esac
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$script" --exec "exec $HANDLER $* 2>>$HLOG")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		--exec "exec $HANDLER $* 2>>$HLOG" "$script")
 }
 
 # add_test_users: alice@example.org ("correct horse") and bob@example.org
