@@ -31,10 +31,11 @@ usmtp_keys() {
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
-# database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
-# handler command line, logging to stderr, with its own throttle file) and
-# makes keys.  USMTP_WRAP,
-# when set, is put in front of HANDLER: "make check-valgrind" runs the
+# database), MAIL (Maildir root), HLOG (handler log), HANDLER (the handler
+# command line, logging to stderr, with its own throttle file and secure
+# mode's key, as ssl/mkcerts sets a server up) and HANDLER10 (the same
+# without secure mode: a USMTP 1.0 server), and makes keys.  USMTP_WRAP,
+# when set, is put in front of both: "make check-valgrind" runs the
 # handler under valgrind that way.
 usmtp_setup() {
 	usmtp_keys
@@ -42,7 +43,8 @@ usmtp_setup() {
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr"
+	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr"
+	HANDLER="$HANDLER10 --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 }
 
 # skip_if_sanitized: skips a test that measures memory or time, whose

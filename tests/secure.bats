@@ -11,7 +11,7 @@ setup() {
 	usmtp_setup
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
-	SHANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
+	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	SA_PID=
 }
 
@@ -60,7 +60,6 @@ attachment_sha() {
 }
 
 @test "secure mode over TCP, IPv4 and IPv6, behind systemd-socket-activate" {
-	HANDLER=$SHANDLER
 	for addr in 127.0.0.1 ::1; do
 		port=$(free_port)
 		case $addr in *:*) start_socket_activate "$port" "[$addr]" ;;
@@ -159,7 +158,7 @@ tampered() {
 }
 
 @test "prefer falls back to 1.0 against a handler without secure mode, and says so" {
-	run -0 --separate-stderr send --exec "exec $HANDLER 2>>$HLOG" <<<"1.0"
+	run -0 --separate-stderr send --exec "exec $HANDLER10 2>>$HLOG" <<<"1.0"
 	[[ $stderr == *"the server does not offer secure mode: this session is protected by USMTP 1.0 only"* ]]
 	[ "$(delivered)" -eq 1 ]
 	grep -q 'handshake result=fail code=502 offer=secure' "$HLOG"
@@ -167,7 +166,7 @@ tampered() {
 }
 
 @test "require refuses a handler without secure mode; off speaks 1.0 to one that has it" {
-	run -69 --separate-stderr send --secure require --exec "exec $HANDLER 2>>$HLOG" <<<"x"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"x"
 	[[ $stderr == *"does not offer secure mode (--secure require)"* ]]
 	[ "$(delivered)" -eq 0 ]
 	run -0 --separate-stderr send --secure off --exec "exec $SHANDLER 2>>$HLOG" <<<"off"
