@@ -6,6 +6,7 @@
 # make bench           the benchmark table (tools/bench)
 # make STATIC_CRYPTO=0  link the handler's libcrypto dynamically
 # make install         PREFIX=/usr/local, DESTDIR= honoured
+# make deb             the Debian packages, in dist/
 #
 # Our warning and hardening flags are always used; CFLAGS, CPPFLAGS and
 # LDFLAGS from the command line are added to them, never replace them.
@@ -42,26 +43,32 @@ HANDLER_LIBS = $(LIBS)
 endif
 
 PROGS	= usmtp-handler usmtp-client usmtp-users
-# unit tests run by "make check"; test drivers used by the bats suites
+# what each program is made of (README, Source layout)
+HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
+	  util.o noise.o proxy.o replay.o limit.o
+CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
+USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
+# unit tests run by "make check"; test drivers used by the bats suites,
+# never installed: tests/usmtp-script is the protocol test harness
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
-	  tests/unit/replay-test tests/unit/limit-test
-DRIVERS	= tests/unit/mail-build
+	  tests/unit/noise-test tests/unit/proxy-test \
+	  tests/unit/clientconf-test tests/unit/replay-test tests/unit/limit-test
+DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump tests/usmtp-script
 # drivers of "make bench" (tools/bench)
-BENCH_DRIVERS = tests/unit/replay-bench
+BENCH_DRIVERS = tests/unit/replay-bench tests/usmtp-script
 
-all: $(PROGS)
+all: $(PROGS) units
 
-usmtp-handler: usmtp-handler.o crypto.o auth.o mailer.o throttle.o replay.o \
-	    limit.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(HANDLER_LIBS)
+usmtp-handler: $(HANDLER_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(HANDLER_OBJS) $(HANDLER_LIBS)
 
-usmtp-client: usmtp-client.o crypto.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+usmtp-client: $(CLIENT_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLIENT_OBJS) -lcrypto
 
-usmtp-users: usmtp-users.o auth.o crypto.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+usmtp-users: $(USERS_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(USERS_OBJS) $(LIBS)
 
-tests/unit/frame-test: tests/unit/frame-test.o crypto.o
+tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
@@ -79,7 +86,22 @@ tests/unit/limit-test: tests/unit/limit-test.o limit.o util.o
 tests/unit/replay-bench: tests/unit/replay-bench.o replay.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
+tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 %.o: %.c usmtp.h tests/unit/tap.h
@@ -103,7 +125,9 @@ demo:
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) $(DRIVERS) $(BENCH_DRIVERS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) $(BENCH_DRIVERS) *.o tests/*.o tests/unit/*.o
+	rm -f $(FUZZERS)
+	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
 
 .PHONY: all check demo bench clean
 
@@ -115,14 +139,29 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -DUSMTP_FUZZ \
 	  -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I.
-FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session
+FUZZERS	= tests/fuzz/fuzz-frame tests/fuzz/fuzz-session tests/fuzz/fuzz-proxy \
+	  tests/fuzz/fuzz-record tests/fuzz/fuzz-msgin
 
-tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c crypto.c usmtp.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c crypto.c -lcrypto
+tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
+	    usmtp.h tests/fuzz/fuzz.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
+	    util.c noise.c -lcrypto
 
-# the handler and every module: all .c files but the other programs'
-FUZZ_HANDLER_SRCS = $(filter-out usmtp-client.c usmtp-users.c,$(wildcard *.c))
-tests/fuzz/fuzz-session: tests/fuzz/fuzz-session.c $(FUZZ_HANDLER_SRCS) usmtp.h
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
+	    noise.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
+	    util.c noise.c -lcrypto
+
+tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c
+
+tests/fuzz/fuzz-msgin: tests/fuzz/fuzz-msgin.c msgin.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-msgin.c msgin.c
+
+# the handler as it is built, from source
+FUZZ_HANDLER_SRCS = $(HANDLER_OBJS:.o=.c)
+tests/fuzz/fuzz-session: tests/fuzz/fuzz-session.c $(FUZZ_HANDLER_SRCS) usmtp.h \
+	    tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-session.c \
 	    $(FUZZ_HANDLER_SRCS) $(LIBS)
 
@@ -171,12 +210,35 @@ check-valgrind:
 
 .PHONY: check-asan check-valgrind
 
+# make deb: the Debian packages usmtp and usmtp-client (debian/), built
+# by dpkg-buildpackage in a copy of the tree under DEBBUILD -- the
+# package build cleans and rebuilds with its own flags and would
+# otherwise replace the programs "make check" tests -- then moved to
+# dist/.  MAKEFLAGS is dropped: variables given to this make must not
+# reach debian/rules.
+DEBBUILD ?= dist/build
+
+deb:
+	tools/need-packages deb
+	rm -rf $(DEBBUILD)
+	mkdir -p $(DEBBUILD)/usmtp
+	tar -cf - --exclude=./.git --exclude=./dist \
+	    --exclude=./tests/fuzz/corpus . | tar -C $(DEBBUILD)/usmtp -xf -
+	cd $(DEBBUILD)/usmtp && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    dpkg-buildpackage -us -uc -b
+	rm -f dist/*.deb
+	mv $(DEBBUILD)/*.deb dist/
+	rm -rf $(DEBBUILD)
+
+.PHONY: deb
+
 # Units, service files and install.  The .in files name install paths as
 # @SBINDIR@, @BINDIR@, @SYSCONFDIR@ and @LOCALSTATEDIR@; they are made
 # afresh on every run, so "make install PREFIX=..." never ships paths
 # left over from an earlier build.  Nothing is installed into /etc:
 # units go to UNITDIR, the xinetd and inetd files, the sendmail drop-in,
-# the configuration example and mkcerts to DOCDIR/examples.  No chown,
+# the configuration example, the HAProxy example and mkcerts to
+# DOCDIR/examples.  No chown,
 # nothing outside DESTDIR.
 LOCALSTATEDIR ?= /var
 GENERATED = systemd/usmtp.socket systemd/usmtp@.service xinetd/usmtp \
@@ -193,16 +255,15 @@ INST_UNITS = systemd/usmtp.socket systemd/usmtp@.service
 # installed name = source file
 INST_EXAMPLES = usmtp.xinetd=xinetd/usmtp inetd.conf=xinetd/inetd.conf \
 	  usmtp-sendmail.conf=systemd/usmtp-sendmail.conf \
-	  usmtp.conf.example=etc/usmtp.conf.example
-
-all: units
+	  usmtp.conf.example=etc/usmtp.conf.example \
+	  haproxy.cfg=examples/haproxy.cfg
 
 units: $(GENERATED)
 
 $(GENERATED): %: %.in FORCE
 	$(SUBST) $< >$@.tmp && mv $@.tmp $@
 
-install: all units
+install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
@@ -230,12 +291,6 @@ uninstall:
 	done
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
-clean: clean-units clean-fuzz
-clean-fuzz:
-	rm -f $(FUZZERS)
-clean-units:
-	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
-
 FORCE:
 
-.PHONY: units install uninstall clean-units FORCE
+.PHONY: units install uninstall FORCE

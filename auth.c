@@ -1,8 +1,10 @@
 /*
- * auth.c -- the GDBM user database: address syntax (PROTOCOL.md 5), the
- * scrypt password record, constant-work password checks, read-only opens
- * for the handler and copy-and-rename updates for usmtp-users.  Replies,
- * logging and prompting for passwords are left to the programs.
+ * auth.c -- the GDBM user database: address syntax (usmtp(7), Login), the
+ * scrypt password record, the parameter record unknown addresses are
+ * checked against (so they cost what the newest user's check costs),
+ * read-only opens for the handler and copy-and-rename updates for
+ * usmtp-users.  Replies, logging and prompting for passwords are left to
+ * the programs.
  */
 
 #include <sys/file.h>
@@ -42,8 +44,15 @@
 #define STR2(x)			#x
 #define STR(x)			STR2(x)
 
-/* Verified against for unknown addresses so they cost a real check. */
-static const char dummy_record[] =
+/*
+ * The parameter record's key.  No address has an empty local part, so it
+ * can never be a user's.
+ */
+#define PARAMS_KEY		"@params"
+
+/* Verified against for unknown addresses when a database has no
+ * parameter record (made before there was one). */
+static const char default_dummy[] =
     "$scrypt$ln=" STR(AUTH_COST_DEFAULT) ",r=8,p=1$"
     "dXNtdHAgZHVtbXkgc2FsdA==$"
     "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=";
@@ -51,6 +60,22 @@ static const char dummy_record[] =
 struct userdb {
 	GDBM_FILE	 dbf;
 	char		*path;
+	char		 dummy[AUTH_HASH_MAX + 1];	/* unknown users' */
+	const char	*bad;		/* set: every check fails, this is why */
+};
+
+/* A password record taken apart. */
+struct scrypt_rec {
+	unsigned long	 ln, r, p;
+	unsigned char	 salt[KDF_BYTES_MAX], hash[KDF_BYTES_MAX];
+	size_t		 saltlen, hashlen;
+};
+
+/* A change in progress (auth_update): copy the old file into a new one. */
+struct dbwrite {
+	GDBM_FILE	 old, new;
+	int		 lockfd, fd;
+	char		 lockpath[4096], tmppath[4096];
 };
 
 static char whybuf[WHY_BYTES];
@@ -64,10 +89,25 @@ static int	split_record(char *, char **);
 static int	parse_uint(const char **, unsigned long, unsigned long *);
 static int	b64_decode(const char *, size_t, unsigned char *, size_t,
 		    size_t *);
+static int	parse_record(const char *, struct scrypt_rec *, const char **);
+static int	dummy_record(const struct scrypt_rec *, char *, size_t,
+		    const char **);
+static int	load_params(struct userdb *, const char **);
 static int	is_atext(int);
 static int	check_maildir(const char *);
 static int	sync_dir(const char *);
-static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, const char **);
+static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, int,
+		    const char **);
+static int	check_change(enum auth_op, const char *, const char *,
+		    const char *, const char **);
+static int	wr_lock(struct dbwrite *, const char *, const char **);
+static int	wr_begin(struct dbwrite *, const char *, const char **);
+static int	store_user(struct dbwrite *, const char *, const char *,
+		    const char *, const char **);
+static int	store_params(struct dbwrite *, const struct scrypt_rec *,
+		    const char **);
+static int	wr_commit(struct dbwrite *, const char *, const char **);
+static void	wr_end(struct dbwrite *);
 
 /* Makes *why read "what: detail", or just "what" when detail is NULL. */
 static const char *
@@ -274,58 +314,100 @@ out:
 	return rv;
 }
 
+/*
+ * Takes "$scrypt$ln=COST,r=R,p=P$SALT$HASH" apart into *sr.  0, or -1
+ * (*why) when it is malformed or would need more memory than we allow.
+ */
+static int
+parse_record(const char *record, struct scrypt_rec *sr, const char **why)
+{
+	const char *s = record, *dollar;
+	uint64_t mem;
+
+	*why = "malformed password record";
+	if (strncmp(s, "$scrypt$ln=", 11) != 0)
+		return -1;
+	s += 11;
+	if (parse_uint(&s, AUTH_COST_MAX, &sr->ln) == -1 ||
+	    sr->ln < AUTH_COST_MIN || strncmp(s, ",r=", 3) != 0)
+		return -1;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_R_MAX, &sr->r) == -1 || sr->r == 0 ||
+	    strncmp(s, ",p=", 3) != 0)
+		return -1;
+	s += 3;
+	if (parse_uint(&s, SCRYPT_P_MAX, &sr->p) == -1 || sr->p == 0 ||
+	    *s != '$')
+		return -1;
+	s++;
+	if ((dollar = strchr(s, '$')) == NULL ||
+	    b64_decode(s, (size_t)(dollar - s), sr->salt, sizeof(sr->salt),
+	    &sr->saltlen) == -1 || sr->saltlen < SALT_BYTES_MIN)
+		return -1;
+	s = dollar + 1;
+	if (b64_decode(s, strlen(s), sr->hash, sizeof(sr->hash),
+	    &sr->hashlen) == -1 || sr->hashlen < HASH_BYTES_MIN)
+		return -1;
+	/* OpenSSL needs 128 r (N + 2) + 128 r p bytes */
+	mem = 128 * (uint64_t)sr->r * (((uint64_t)1 << sr->ln) + 2 + sr->p);
+	if (mem > SCRYPT_MEM_MAX_BYTES) {
+		*why = "password record asks for too much memory";
+		return -1;
+	}
+	return 0;
+}
+
 int
 auth_verify(const char *record, const char *pw, size_t pwlen,
     const char **why)
 {
-	unsigned char salt[KDF_BYTES_MAX], want[KDF_BYTES_MAX];
+	struct scrypt_rec sr;
 	unsigned char got[KDF_BYTES_MAX];
-	unsigned long ln, r, p;
-	size_t saltlen = 0, wantlen = 0;
-	const char *s = record, *dollar;
-	uint64_t mem;
 	int rv = -1;
 
-	*why = "malformed password record";
-	if (strncmp(s, "$scrypt$ln=", 11) != 0)
+	if (parse_record(record, &sr, why) == -1)
 		goto out;
-	s += 11;
-	if (parse_uint(&s, AUTH_COST_MAX, &ln) == -1 || ln < AUTH_COST_MIN ||
-	    strncmp(s, ",r=", 3) != 0)
-		goto out;
-	s += 3;
-	if (parse_uint(&s, SCRYPT_R_MAX, &r) == -1 || r == 0 ||
-	    strncmp(s, ",p=", 3) != 0)
-		goto out;
-	s += 3;
-	if (parse_uint(&s, SCRYPT_P_MAX, &p) == -1 || p == 0 || *s != '$')
-		goto out;
-	s++;
-	if ((dollar = strchr(s, '$')) == NULL ||
-	    b64_decode(s, (size_t)(dollar - s), salt, sizeof(salt),
-	    &saltlen) == -1 || saltlen < SALT_BYTES_MIN)
-		goto out;
-	s = dollar + 1;
-	if (b64_decode(s, strlen(s), want, sizeof(want), &wantlen) == -1 ||
-	    wantlen < HASH_BYTES_MIN)
-		goto out;
-	/* OpenSSL needs 128 r (N + 2) + 128 r p bytes */
-	mem = 128 * (uint64_t)r * (((uint64_t)1 << ln) + 2 + p);
-	if (mem > SCRYPT_MEM_MAX_BYTES) {
-		*why = "password record asks for too much memory";
-		goto out;
-	}
-	if (EVP_PBE_scrypt(pw, pwlen, salt, saltlen, (uint64_t)1 << ln, r, p,
-	    SCRYPT_MEM_MAX_BYTES, got, wantlen) != 1) {
+	if (EVP_PBE_scrypt(pw, pwlen, sr.salt, sr.saltlen,
+	    (uint64_t)1 << sr.ln, sr.r, sr.p, SCRYPT_MEM_MAX_BYTES, got,
+	    sr.hashlen) != 1) {
 		*why = "scrypt failed";
 		goto out;
 	}
-	rv = CRYPTO_memcmp(got, want, wantlen) == 0;
+	rv = CRYPTO_memcmp(got, sr.hash, sr.hashlen) == 0;
 out:
 	OPENSSL_cleanse(got, sizeof(got));
-	OPENSSL_cleanse(want, sizeof(want));
-	OPENSSL_cleanse(salt, sizeof(salt));
+	OPENSSL_cleanse(&sr, sizeof(sr));
 	return rv;
+}
+
+/*
+ * A record with model's parameters and salt and hash lengths, but a
+ * random salt and a random "hash" that no password gives: checking a
+ * password against it costs what checking one against model costs.
+ */
+static int
+dummy_record(const struct scrypt_rec *model, char *out, size_t outsz,
+    const char **why)
+{
+	unsigned char rnd[2 * KDF_BYTES_MAX];
+	char salt64[4 * ((KDF_BYTES_MAX + 2) / 3) + 1];
+	char hash64[4 * ((KDF_BYTES_MAX + 2) / 3) + 1];
+	int n;
+
+	if (RAND_bytes(rnd, (int)(model->saltlen + model->hashlen)) != 1) {
+		*why = "no random bytes for the parameter record";
+		return -1;
+	}
+	EVP_EncodeBlock((unsigned char *)salt64, rnd, (int)model->saltlen);
+	EVP_EncodeBlock((unsigned char *)hash64, rnd + model->saltlen,
+	    (int)model->hashlen);
+	n = snprintf(out, outsz, "$scrypt$ln=%lu,r=%lu,p=%lu$%s$%s",
+	    model->ln, model->r, model->p, salt64, hash64);
+	if (n < 0 || (size_t)n >= outsz) {
+		*why = "parameter record too long";
+		return -1;
+	}
+	return 0;
 }
 
 /* RFC 5322 atext, without '/': addresses become Maildir path parts. */
@@ -427,7 +509,42 @@ auth_open(const char *path, const char **why)
 		free(db);
 		return NULL;
 	}
+	if (load_params(db, why) == -1) {
+		auth_close(db);
+		return NULL;
+	}
 	return db;
+}
+
+/*
+ * Reads the parameter record into db->dummy, or takes the built-in one
+ * when there is none.  A malformed one does not fail the open (list,
+ * lookups and passwd, which rewrites it, still work) but every check:
+ * known and unknown addresses alike, so that nothing tells them apart.
+ * 0, or -1 (*why) on a read error.
+ */
+static int
+load_params(struct userdb *db, const char **why)
+{
+	char rec[AUTH_RECORD_MAX + 1];
+	struct scrypt_rec sr;
+	const char *perr;
+	int found;
+
+	found = db_fetch(db->dbf, db->path, PARAMS_KEY, rec, sizeof(rec), why);
+	if (found == -1)
+		return -1;
+	if (found == 0)
+		snprintf(rec, sizeof(rec), "%s", default_dummy);
+	if (strlen(rec) >= sizeof(db->dummy) ||
+	    parse_record(rec, &sr, &perr) == -1)
+		db->bad = "malformed parameter record " PARAMS_KEY
+		    " (usmtp-users passwd rewrites it)";
+	else
+		memcpy(db->dummy, rec, strlen(rec) + 1);
+	OPENSSL_cleanse(&sr, sizeof(sr));
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return 0;
 }
 
 void
@@ -445,11 +562,16 @@ auth_check(struct userdb *db, const char *addr, const char *pw,
     size_t pwlen, const char **why)
 {
 	char rec[AUTH_RECORD_MAX + 1], *maildir;
-	const char *hash = dummy_record;
-	int found, ok, rv = -1;
+	const char *hash = db->dummy;
+	int found = 0, ok, rv = -1;
 
-	found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec), why);
-	if (found == -1)
+	rec[0] = '\0';
+	if (db->bad != NULL) {
+		*why = setwhy(db->path, db->bad);
+		goto out;
+	}
+	if (strcmp(addr, PARAMS_KEY) != 0 && (found = db_fetch(db->dbf,
+	    db->path, addr, rec, sizeof(rec), why)) == -1)
 		goto out;
 	if (found == 1) {
 		if (split_record(rec, &maildir) == -1) {
@@ -458,7 +580,11 @@ auth_check(struct userdb *db, const char *addr, const char *pw,
 		}
 		hash = rec;
 	}
-	/* PROTOCOL.md 5: an unknown address costs the same scrypt run */
+	/*
+	 * usmtp(7), Login: an unknown address costs the same work.  The
+	 * dummy has the parameters of the newest record written, so it
+	 * costs what a check of this database's users costs.
+	 */
 	if ((ok = auth_verify(hash, pw, pwlen, why)) == -1)
 		goto out;
 	/*
@@ -479,6 +605,9 @@ auth_lookup(struct userdb *db, const char *addr, char *maildir,
 	char rec[AUTH_RECORD_MAX + 1], *dir;
 	int found, n, rv = -1;
 
+	rec[0] = '\0';
+	if (strcmp(addr, PARAMS_KEY) == 0)
+		return 0;	/* never a user */
 	if ((found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
 	    why)) != 1) {
 		rv = found;
@@ -516,6 +645,8 @@ auth_foreach(struct userdb *db,
 		}
 		memcpy(addr, key.dptr, (size_t)key.dsize);
 		addr[key.dsize] = '\0';
+		if (strcmp(addr, PARAMS_KEY) == 0)
+			goto next;	/* not a user */
 		found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
 		    why);
 		if (found == -1)
@@ -528,6 +659,7 @@ auth_foreach(struct userdb *db,
 			*why = "stopped";
 			goto out;
 		}
+next:
 		next = gdbm_nextkey(db->dbf, key);
 		free(key.dptr);
 		key = next;
@@ -567,12 +699,16 @@ sync_dir(const char *path)
 	return rv;
 }
 
-/* Copies every record of from (NULL: none) except skip into to. */
+/*
+ * Copies every record of from (NULL: none) into to, except skip's and,
+ * when noparams is set, the parameter record.
+ */
 static int
-copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, const char **why)
+copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, int noparams,
+    const char **why)
 {
 	datum key, val, next;
-	size_t skiplen = strlen(skip);
+	size_t skiplen = strlen(skip), plen = strlen(PARAMS_KEY);
 	int rv = -1;
 
 	if (from == NULL)
@@ -581,7 +717,9 @@ copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, const char **why)
 	key = gdbm_firstkey(from);
 	while (key.dptr != NULL) {
 		if (!((size_t)key.dsize == skiplen &&
-		    memcmp(key.dptr, skip, skiplen) == 0)) {
+		    memcmp(key.dptr, skip, skiplen) == 0) &&
+		    !(noparams && (size_t)key.dsize == plen &&
+		    memcmp(key.dptr, PARAMS_KEY, plen) == 0)) {
 			val = gdbm_fetch(from, key);
 			if (val.dptr == NULL) {
 				*why = gdbm_why("reading the database",
@@ -611,161 +749,305 @@ out:
 	return rv;
 }
 
-int
-auth_update(const char *path, enum auth_op op, const char *addr,
-    const char *hash, const char *maildir, const char **why)
+/* The arguments of a change, checked before anything is locked. */
+static int
+check_change(enum auth_op op, const char *addr, const char *hash,
+    const char *maildir, const char **why)
 {
-	char lockpath[4096], tmppath[4096];
-	char rec[AUTH_RECORD_MAX + 1], value[AUTH_RECORD_MAX + 1], *olddir;
-	GDBM_FILE old = NULL, new = NULL;
-	struct stat st;
-	datum key, val;
-	int lockfd = -1, fd = -1, gfd, found = 0, missing, n, rv = -1;
+	struct scrypt_rec sr;
+	const char *perr;
+	int bad;
 
-	tmppath[0] = '\0';
-	rec[0] = '\0';
-	if (op != AUTH_DEL && (hash == NULL || strchr(hash, '\t') != NULL ||
-	    strlen(hash) > AUTH_HASH_MAX)) {
-		*why = "bad password record";
-		goto out;
+	if (op != AUTH_DEL) {
+		bad = hash == NULL || strchr(hash, '\t') != NULL ||
+		    strlen(hash) > AUTH_HASH_MAX ||
+		    parse_record(hash, &sr, &perr) == -1;
+		OPENSSL_cleanse(&sr, sizeof(sr));
+		if (bad) {
+			*why = "bad password record";
+			return -1;
+		}
+	}
+	if (strcmp(addr, PARAMS_KEY) == 0) {
+		*why = "not an address";
+		return -1;
 	}
 	if (op == AUTH_ADD && maildir != NULL && *maildir != '\0' &&
 	    check_maildir(maildir) == -1) {
 		*why = "bad Maildir path (absolute, no control characters)";
-		goto out;
+		return -1;
 	}
-	n = snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
-	if (n < 0 || (size_t)n >= sizeof(lockpath)) {
+	return 0;
+}
+
+/*
+ * Takes the writers' lock, path.lock: one writer at a time.  Readers
+ * never take it.  0 or -1 (*why).
+ */
+static int
+wr_lock(struct dbwrite *w, const char *path, const char **why)
+{
+	int n;
+
+	n = snprintf(w->lockpath, sizeof(w->lockpath), "%s.lock", path);
+	if (n < 0 || (size_t)n >= sizeof(w->lockpath)) {
 		*why = setwhy(path, "path too long");
-		goto out;
+		return -1;
 	}
-	/* one writer at a time; readers never take this lock */
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
-	if (lockfd == -1) {
-		*why = setwhy(lockpath, strerror(errno));
-		goto out;
+	w->lockfd = open(w->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
+	if (w->lockfd == -1) {
+		*why = setwhy(w->lockpath, strerror(errno));
+		return -1;
 	}
-	while (flock(lockfd, LOCK_EX) == -1) {
+	while (flock(w->lockfd, LOCK_EX) == -1) {
 		if (errno != EINTR) {
-			*why = setwhy(lockpath, strerror(errno));
-			goto out;
+			*why = setwhy(w->lockpath, strerror(errno));
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	if ((old = db_open_read(path, &missing, why)) == NULL) {
+/*
+ * Starts the new file "path.tmpXXXXXX", beside the old one so that
+ * rename() replaces it: mode 0640, the old file's owner and group when
+ * we may (root may), opened with gdbm as w->new.  0 or -1 (*why).
+ */
+static int
+wr_begin(struct dbwrite *w, const char *path, const char **why)
+{
+	struct stat st;
+	int gfd, n;
+
+	n = snprintf(w->tmppath, sizeof(w->tmppath), "%s.tmpXXXXXX", path);
+	if (n < 0 || (size_t)n >= sizeof(w->tmppath)) {
+		w->tmppath[0] = '\0';
+		*why = setwhy(path, "path too long");
+		return -1;
+	}
+	if ((w->fd = mkstemp(w->tmppath)) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		w->tmppath[0] = '\0';
+		return -1;
+	}
+	if (fcntl(w->fd, F_SETFD, FD_CLOEXEC) == -1 ||
+	    fchmod(w->fd, DB_MODE) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	if (w->old != NULL && stat(path, &st) == 0 &&
+	    fchown(w->fd, st.st_uid, st.st_gid) == -1 &&
+	    fchown(w->fd, (uid_t)-1, st.st_gid) == -1) {
+		/* not permitted: the new file belongs to the caller */
+	}
+	if ((gfd = dup(w->fd)) == -1) {
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	w->new = gdbm_fd_open(gfd, w->tmppath, 0,
+	    GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOEXEC | GDBM_CLOERROR, NULL);
+	if (w->new == NULL) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* Stores addr's record: hash, and a TAB and maildir when there is one. */
+static int
+store_user(struct dbwrite *w, const char *addr, const char *hash,
+    const char *maildir, const char **why)
+{
+	char value[AUTH_RECORD_MAX + 1];
+	datum key, val;
+	int n, rv = -1;
+
+	if (maildir != NULL && *maildir != '\0')
+		n = snprintf(value, sizeof(value), "%s\t%s", hash, maildir);
+	else
+		n = snprintf(value, sizeof(value), "%s", hash);
+	if (n < 0 || (size_t)n >= sizeof(value)) {
+		*why = "user record too long";
+		goto out;
+	}
+	key.dptr = (char *)(uintptr_t)addr;
+	key.dsize = (int)strlen(addr);
+	val.dptr = value;
+	val.dsize = n;
+	if (gdbm_store(w->new, key, val, GDBM_INSERT) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		goto out;
+	}
+	rv = 0;
+out:
+	OPENSSL_cleanse(value, sizeof(value));
+	return rv;
+}
+
+/*
+ * Stores the parameter record: a dummy with model's parameters, which
+ * unknown addresses are checked against.
+ */
+static int
+store_params(struct dbwrite *w, const struct scrypt_rec *model,
+    const char **why)
+{
+	char value[AUTH_HASH_MAX + 1];
+	datum key, val;
+
+	if (dummy_record(model, value, sizeof(value), why) == -1)
+		return -1;
+	key.dptr = (char *)(uintptr_t)PARAMS_KEY;
+	key.dsize = (int)strlen(PARAMS_KEY);
+	val.dptr = value;
+	val.dsize = (int)strlen(value);
+	if (gdbm_store(w->new, key, val, GDBM_REPLACE) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Puts the new file in place: gdbm sync and close, fsync, rename over
+ * path, fsync of the directory.  0 or -1 (*why).
+ */
+static int
+wr_commit(struct dbwrite *w, const char *path, const char **why)
+{
+	int n;
+
+	if (gdbm_sync(w->new) != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	n = gdbm_close(w->new);
+	w->new = NULL;
+	if (n != 0) {
+		*why = gdbm_why(w->tmppath, gdbm_errno, errno);
+		return -1;
+	}
+	n = fsync(w->fd);
+	if (close(w->fd) == -1 || n == -1) {
+		w->fd = -1;
+		*why = setwhy(w->tmppath, strerror(errno));
+		return -1;
+	}
+	w->fd = -1;
+	if (rename(w->tmppath, path) == -1) {
+		*why = setwhy(path, strerror(errno));
+		return -1;
+	}
+	w->tmppath[0] = '\0';
+	if (sync_dir(path) == -1) {
+		*why = setwhy(path, "cannot fsync the directory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Undoes what is left of a change: the new file, the old, the lock. */
+static void
+wr_end(struct dbwrite *w)
+{
+	if (w->new != NULL)
+		gdbm_close(w->new);
+	if (w->fd != -1)
+		close(w->fd);
+	if (w->tmppath[0] != '\0')
+		unlink(w->tmppath);
+	if (w->old != NULL)
+		gdbm_close(w->old);
+	if (w->lockfd != -1)
+		close(w->lockfd);	/* releases the flock */
+}
+
+int
+auth_update(const char *path, enum auth_op op, const char *addr,
+    const char *hash, const char *maildir, const char **why)
+{
+	struct dbwrite w = { NULL, NULL, -1, -1, "", "" };
+	struct scrypt_rec model;
+	char rec[AUTH_RECORD_MAX + 1], *olddir;
+	int found = 0, missing, rv = -1;
+
+	rec[0] = '\0';
+	memset(&model, 0, sizeof(model));
+	if (check_change(op, addr, hash, maildir, why) == -1 ||
+	    wr_lock(&w, path, why) == -1)
+		goto out;
+	if ((w.old = db_open_read(path, &missing, why)) == NULL) {
 		if (!missing)
 			goto out;
 		if (op != AUTH_ADD) {
 			rv = 1;		/* no database: no such user */
 			goto out;
 		}
-	} else if ((found = db_fetch(old, path, addr, rec, sizeof(rec),
+	} else if ((found = db_fetch(w.old, path, addr, rec, sizeof(rec),
 	    why)) == -1)
 		goto out;
 	if ((op == AUTH_ADD && found) || (op != AUTH_ADD && !found)) {
 		rv = 1;
 		goto out;
 	}
-
-	/* the new file, beside the old one so that rename() replaces it */
-	n = snprintf(tmppath, sizeof(tmppath), "%s.tmpXXXXXX", path);
-	if (n < 0 || (size_t)n >= sizeof(tmppath)) {
-		tmppath[0] = '\0';
-		*why = setwhy(path, "path too long");
-		goto out;
-	}
-	if ((fd = mkstemp(tmppath)) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		tmppath[0] = '\0';
-		goto out;
-	}
-	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 || fchmod(fd, DB_MODE) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		goto out;
-	}
-	/* keep the old file's owner and group when we may (root may) */
-	if (old != NULL && stat(path, &st) == 0 &&
-	    fchown(fd, st.st_uid, st.st_gid) == -1 &&
-	    fchown(fd, (uid_t)-1, st.st_gid) == -1) {
-		/* not permitted: the new file belongs to the caller */
-	}
-	if ((gfd = dup(fd)) == -1) {
-		*why = setwhy(tmppath, strerror(errno));
-		goto out;
-	}
-	new = gdbm_fd_open(gfd, tmppath, 0,
-	    GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOEXEC | GDBM_CLOERROR, NULL);
-	if (new == NULL) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
-		goto out;
-	}
-	if (copy_db(old, new, addr, why) == -1)
-		goto out;
-
-	if (op != AUTH_DEL) {
-		if (op == AUTH_PASSWD) {
-			if (split_record(rec, &olddir) == -1) {
-				*why = setwhy(path, "malformed user record");
-				goto out;
-			}
-			maildir = olddir;
-		}
-		if (maildir != NULL && *maildir != '\0')
-			n = snprintf(value, sizeof(value), "%s\t%s", hash,
-			    maildir);
-		else
-			n = snprintf(value, sizeof(value), "%s", hash);
-		if (n < 0 || (size_t)n >= sizeof(value)) {
-			*why = "user record too long";
+	if (op == AUTH_PASSWD) {
+		/* the new password, the old Maildir */
+		if (split_record(rec, &olddir) == -1) {
+			*why = setwhy(path, "malformed user record");
 			goto out;
 		}
-		key.dptr = (char *)(uintptr_t)addr;
-		key.dsize = (int)strlen(addr);
-		val.dptr = value;
-		val.dsize = n;
-		if (gdbm_store(new, key, val, GDBM_INSERT) != 0) {
-			*why = gdbm_why(tmppath, gdbm_errno, errno);
-			goto out;
-		}
+		maildir = olddir;
 	}
-	if (gdbm_sync(new) != 0) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
+	/* A new password record sets the parameters for unknown users. */
+	if (op != AUTH_DEL && parse_record(hash, &model, why) == -1)
 		goto out;
-	}
-	n = gdbm_close(new);
-	new = NULL;
-	if (n != 0) {
-		*why = gdbm_why(tmppath, gdbm_errno, errno);
+	if (wr_begin(&w, path, why) == -1 ||
+	    copy_db(w.old, w.new, addr, op != AUTH_DEL, why) == -1)
 		goto out;
-	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		fd = -1;
-		*why = setwhy(tmppath, strerror(errno));
+	if (op != AUTH_DEL && (store_user(&w, addr, hash, maildir,
+	    why) == -1 || store_params(&w, &model, why) == -1))
 		goto out;
-	}
-	fd = -1;
-	if (rename(tmppath, path) == -1) {
-		*why = setwhy(path, strerror(errno));
+	if (wr_commit(&w, path, why) == -1)
 		goto out;
-	}
-	tmppath[0] = '\0';
-	if (sync_dir(path) == -1) {
-		*why = setwhy(path, "cannot fsync the directory");
-		goto out;
-	}
 	rv = 0;
 out:
-	if (new != NULL)
-		gdbm_close(new);
-	if (fd != -1)
-		close(fd);
-	if (tmppath[0] != '\0')
-		unlink(tmppath);
-	if (old != NULL)
-		gdbm_close(old);
-	if (lockfd != -1)
-		close(lockfd);	/* releases the flock */
+	wr_end(&w);
 	OPENSSL_cleanse(rec, sizeof(rec));
-	OPENSSL_cleanse(value, sizeof(value));
+	OPENSSL_cleanse(&model, sizeof(model));
+	return rv;
+}
+
+int
+auth_init(const char *path, int cost, const char **why)
+{
+	struct dbwrite w = { NULL, NULL, -1, -1, "", "" };
+	struct scrypt_rec model;
+	int missing, rv = -1;
+
+	memset(&model, 0, sizeof(model));
+	if (cost < AUTH_COST_MIN || cost > AUTH_COST_MAX) {
+		*why = "scrypt cost out of range";
+		goto out;
+	}
+	if (wr_lock(&w, path, why) == -1)
+		goto out;
+	if ((w.old = db_open_read(path, &missing, why)) != NULL) {
+		rv = 1;		/* there is one: leave it as it is */
+		goto out;
+	}
+	if (!missing)
+		goto out;
+	model.ln = (unsigned long)cost;
+	model.r = SCRYPT_R;
+	model.p = SCRYPT_P;
+	model.saltlen = SALT_BYTES;
+	model.hashlen = HASH_BYTES;
+	if (wr_begin(&w, path, why) == -1 ||
+	    store_params(&w, &model, why) == -1 ||
+	    wr_commit(&w, path, why) == -1)
+		goto out;
+	rv = 0;
+out:
+	wr_end(&w);
 	return rv;
 }

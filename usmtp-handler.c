@@ -1,7 +1,7 @@
 /*
  * usmtp-handler -- one USMTP 1.0 session on standard input and output,
  * started once per connection by systemd (Accept=yes), inetd or
- * systemd-socket-activate.  The session state machine of PROTOCOL.md 3-6,
+ * systemd-socket-activate.  The session state machine of usmtp(7),
  * limits, timeouts, reply texts and logging live here; framing and
  * crypto are crypto.c's, users auth.c's, message building and delivery
  * mailer.c's.
@@ -20,9 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sysexits.h>
 
 #include <openssl/crypto.h>
 
@@ -34,7 +38,7 @@
  * the one exit longjmps back to the fuzz target, and the key exchange
  * takes a fixed session key instead of an RSA block.
  */
-#include <setjmp.h>
+#include "tests/fuzz/fuzz.h"
 jmp_buf		usmtp_fuzz_jmp;
 #define main	usmtp_handler_main
 #define session_exit(status)	longjmp(usmtp_fuzz_jmp, (status) + 1)
@@ -42,10 +46,9 @@ jmp_buf		usmtp_fuzz_jmp;
 #define session_exit(status)	exit(status)
 #endif
 
-#define EX_OK_		0
-#define EX_FAIL		1	/* session ended by an error */
-#define EX_USAGE_	64
-#define EX_CONFIG_	78
+/* Exit statuses: sysexits(3), and 1 for a session that ended in an
+ * error (a 5xx reply, a timeout, a cut-off frame). */
+#define EX_FAIL		1
 
 #define DEF_CERT	"/etc/usmtp/server.pem"
 #define DEF_KEY		"/etc/usmtp/server.key"
@@ -56,26 +59,31 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_MAX_ATT	26214400	/* 25 MiB per attachment */
 #define DEF_SENDMAIL_SEC 120		/* sendmail must finish by then */
 #define DEF_LOGIN_SEC	120		/* connect to 210, at most */
-#define DEF_THROTTLE_DB	"/var/lib/usmtp/throttle.db"
+#define DEF_THROTTLE_DB	THROTTLE_DB_DEFAULT
 #define DEF_THROTTLE_MAX 10		/* failed logins per address... */
 #define DEF_THROTTLE_SEC 900		/* ...each within this of the last */
 #define DEF_REPLAY_DB	"/var/lib/usmtp/replay.db"
 #define DEF_SLOT_FILE	"/var/lib/usmtp/slots"
 #define DEF_MAX_KDF	-1		/* KDF runs at once: the CPU count */
-#define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
+#define NOISE_HS_MAX_BYTES 4144		/* a handshake message: key, a
+					 * command-sized payload, tag */
+#define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
+#define SECURE_PROLOGUE	"USMTP secure 1"
+#define DEF_THROTTLE_NET 4		/* per /24 or /48: this x the above */
+#define MAX_LOGIN_ERRORS 6		/* usmtp(7), Login: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
 #define LOG_STR_BYTES	64		/* client strings in logs are cut */
 #define CONF_LINE_BYTES	1024
 
 enum state {
-	S_HELLO, S_ALGOS, S_KEY, S_VERSION, S_COMMAND, S_LOGIN_ADDR,
+	S_HELLO, S_ALGOS, S_KEY, S_NOISE, S_VERSION, S_COMMAND, S_LOGIN_ADDR,
 	S_LOGIN_PASS, S_FROM, S_TO, S_SUBJECT, S_BODY, S_NATT, S_ATT_HEAD,
 	S_ATT_DATA
 };
 
 static const char *const statenames[] = {
-	"S_HELLO", "S_ALGOS", "S_KEY", "S_VERSION", "S_COMMAND",
+	"S_HELLO", "S_ALGOS", "S_KEY", "S_NOISE", "S_VERSION", "S_COMMAND",
 	"S_LOGIN_ADDR", "S_LOGIN_PASS", "S_FROM", "S_TO", "S_SUBJECT",
 	"S_BODY", "S_NATT", "S_ATT_HEAD", "S_ATT_DATA"
 };
@@ -85,9 +93,13 @@ struct conf {
 	long		 timeout, sendmail_timeout;
 	unsigned long long max_body, max_attachment;
 	int		 log_stderr;
-	const char	*throttle_db;	/* NULL: no throttling (issue 7) */
+	const char	*throttle_db;	/* NULL: no throttling */
 	unsigned	 throttle_max, throttle_window;
 	long		 login_timeout;	/* seconds from connect to 210 */
+	int		 proxy_protocol;	/* a PROXY header comes first */
+	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
+	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
+	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
 	const char	*replay_db;	/* NULL: no replay cache */
 	const char	*slot_file;	/* NULL: no host-wide slots */
 	long		 max_kdf;	/* KDF runs at once, 0 any, -1 CPUs */
@@ -102,22 +114,19 @@ struct message {
 	int		 nattach, cur, nrejects, nbadhead;
 	struct mail	*mail;
 	const char	*fail;		/* set: deliver nothing, answer 451 */
-	/* the attachment being received */
-	size_t		 att_total, att_seen, att_size, att_out;
-	int		 att_sized;
-	size_t		 att_spaces;	/* trailing spaces held back */
-	unsigned char	 att_tail[4];
-	struct aes_stream att_aes;
 };
 
 struct session {
 	enum state	 state;
 	struct frameio	 io;
-	unsigned char	 key[SESSION_KEY_BYTES];	/* wiped at the end; the
-							 * attachment streams need it */
 	char		 id[9];
 	char		 peer[INET6_ADDRSTRLEN + 16];
-	int		 refdialect;	/* PROTOCOL.md 6: no 200 after content */
+	/* --proxy-protocol: the connection's own peer (the balancer) */
+	char		 via[INET6_ADDRSTRLEN + 16];
+	int		 refdialect;	/* reference dialect: no 200 after
+					 * attachment content (usmtp(7),
+					 * Attachments) */
+	int		 secure;	/* secure mode (usmtp(7), SECURE MODE) */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */
 	int		 nerrors;	/* 301s + 401s of the login dialog */
@@ -128,25 +137,43 @@ struct session {
 	struct timespec	 start;
 };
 
-static struct conf	 conf = {
-	DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-	DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-	DEF_THROTTLE_DB, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC, DEF_LOGIN_SEC,
-	DEF_REPLAY_DB, DEF_SLOT_FILE, DEF_MAX_KDF
-};
+/* The defaults; a fuzz build starts every session from them again. */
+#define CONF_DEFAULTS { \
+	.cert = DEF_CERT, .key = DEF_KEY, .users = DEF_USERS, \
+	.timeout = DEF_TIMEOUT_SEC, .sendmail_timeout = DEF_SENDMAIL_SEC, \
+	.max_body = DEF_MAX_BODY, .max_attachment = DEF_MAX_ATT, \
+	.throttle_db = DEF_THROTTLE_DB, .throttle_max = DEF_THROTTLE_MAX, \
+	.throttle_window = DEF_THROTTLE_SEC, .login_timeout = DEF_LOGIN_SEC, \
+	.replay_db = DEF_REPLAY_DB, .slot_file = DEF_SLOT_FILE, \
+	.max_kdf = DEF_MAX_KDF, \
+}
+static struct conf	 conf = CONF_DEFAULTS;
 static struct session	*logsess;
 static struct limit	 limits = { -1, -1, -1 };	/* --slot-file */
+static int		 stderr_socket;	/* under inetd: the client */
+static volatile sig_atomic_t got_signal;
+static sigset_t		 waitmask;	/* signals that end a session,
+					 * allowed only while waiting */
 
 static void	 usage(int status);
+static void	 parse_args(int argc, char *argv[]);
+static void	 session_start(struct session *s);
+static void	 serve(struct session *s) __attribute__((noreturn));
 static int	 set_option(const char *name, const char *val, const char **why);
 static int	 read_config(const char *path);
 static int	 parse_num(const char *s, unsigned long long max,
 		    unsigned long long *out);
+static void	 complain(const char *fmt, ...)
+		    __attribute__((format(printf, 1, 2)));
+static void	 on_signal(int sig);
+static void	 harden(struct session *s);
+static int	 parse_flag(const char *val);
 static void	 log_init(void);
 static void	 logx(int prio, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static const char *esc(const void *p, size_t len);
 static void	 find_peer(struct session *s);
+static void	 proxy_peer(struct session *s);
 static const char *reply_text(int code);
 static void	 reply(struct session *s, int code);
 static void	 reply_text_fmt(struct session *s, int code, const char *text);
@@ -163,6 +190,8 @@ static int	 parse_addr_line(char *p, size_t len, const char *prefix,
 static void	 st_hello(struct session *, char *, size_t);
 static void	 st_algos(struct session *, char *, size_t);
 static void	 st_key(struct session *, char *, size_t);
+static void	 st_noise(struct session *, char *, size_t);
+static int	 version_ok(char *p, size_t len);
 static void	 st_version(struct session *, char *, size_t);
 static void	 st_command(struct session *, char *, size_t);
 static void	 st_login_addr(struct session *, char *, size_t);
@@ -174,15 +203,17 @@ static void	 st_body(struct session *, char *, size_t);
 static void	 st_natt(struct session *, char *, size_t);
 static void	 st_att_head(struct session *, char *, size_t);
 static int	 parse_dec(const char *p, unsigned long long *out);
-static void	 st_att_data(struct session *);
+static void	 att_read(struct session *s, uint64_t n, int64_t size);
 static int	 att_sink(void *arg, const unsigned char *p, size_t len);
-static int	 att_emit(struct message *m, const unsigned char *p, size_t len);
-static int	 att_put(struct message *m, const unsigned char *p, size_t len);
 static void	 next_attachment(struct session *s);
 static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
+static int	 throttle_conf(struct throttle *t);
+static void	 throttle_repaired(const struct throttle *t);
 static int	 throttle_refused(struct session *s);
-static unsigned	 throttle_record(struct session *s, struct throttle_key *k);
+static unsigned	 throttle_delay(struct session *s);
+static size_t	 throttle_record(struct session *s, struct throttle *t,
+		    struct throttle_key *k, unsigned *n);
 static int	 replay_seen(const unsigned char *block, size_t len);
 static int	 login_check(struct session *s, const char *pw, size_t pwlen,
 		    const char **why);
@@ -195,6 +226,7 @@ static const struct {
 	[S_HELLO] =	 { FT_PLAIN, st_hello },
 	[S_ALGOS] =	 { FT_PLAIN, st_algos },
 	[S_KEY] =	 { FT_KEY, st_key },
+	[S_NOISE] =	 { FT_RECORD, st_noise },
 	[S_VERSION] =	 { FT_CIPHER, st_version },
 	[S_COMMAND] =	 { FT_CIPHER, st_command },
 	[S_LOGIN_ADDR] = { FT_CIPHER, st_login_addr },
@@ -205,14 +237,14 @@ static const struct {
 	[S_BODY] =	 { FT_CIPHER_DOT, st_body },
 	[S_NATT] =	 { FT_CIPHER, st_natt },
 	[S_ATT_HEAD] =	 { FT_CIPHER, st_att_head },
-	[S_ATT_DATA] =	 { FT_CIPHER, NULL },
+	[S_ATT_DATA] =	 { FT_CIPHER, NULL },	/* att_read() reads it */
 };
 
 static const struct {
 	int		 code;
 	const char	*text;
 } texts[] = {
-	/* The reference server's words where it has some (PROTOCOL.md 1). */
+	/* The reference server's words where it has some (usmtp(7), Reply codes). */
 	{ 100, "Hello supported_protocols usmtp supported_versions 1.0" },
 	{ 111, "Send your e-mail adress" },
 	{ 112, "Send your password" },
@@ -251,13 +283,20 @@ usage(int status)
 {
 	FILE	*f = status == 0 ? stdout : stderr;
 
+	if (status != 0 && stderr_socket) {
+		complain("bad command line (usmtp-handler --help lists the "
+		    "options)");
+		exit(status);
+	}
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
+"                     [--noise-cert FILE --noise-key FILE]\n"
 "                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
-"                     [--throttle-max N] [--throttle-window SECONDS]\n"
+"                     [--throttle-max N] [--throttle-net-max N]\n"
+"                     [--throttle-window SECONDS] [--proxy-protocol]\n"
 "                     [--replay-db FILE] [--slot-file FILE] [--max-kdf N]\n"
 "                     [--log-stderr] [--help] [--version]\n"
 "\n"
@@ -268,6 +307,9 @@ usage(int status)
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
 "  --key FILE               its RSA-2048 private key, mode 0600 (" DEF_KEY ")\n"
 "  --users FILE             GDBM user database (" DEF_USERS ")\n"
+"  --noise-cert FILE        X25519 certificate for secure mode, PEM (none:\n"
+"                           secure mode is not offered)\n"
+"  --noise-key FILE         its X25519 private key, mode 0600\n"
 "  --maildir TEMPLATE       deliver to this Maildir unless the recipient has\n"
 "                           one in the database; %%u local part, %%d domain,\n"
 "                           %%a address, %%%% percent (%s)\n"
@@ -281,10 +323,16 @@ usage(int status)
 "  --throttle-db FILE       failed logins per client address, shared by all\n"
 "                           sessions; \"none\" or \"\" turns throttling off\n"
 "                           (" DEF_THROTTLE_DB ")\n"
-"  --throttle-max N         refuse LOGIN (510) from an address after N failed\n"
-"                           logins, 0 never (%d)\n"
+"  --throttle-max N         refuse LOGIN (510) from an address (IPv6: /64)\n"
+"                           after N failed logins, 0 turns all throttling\n"
+"                           off (%d)\n"
+"  --throttle-net-max N     the same per IPv4 /24 and IPv6 /48, 0 never\n"
+"                           (%d x --throttle-max)\n"
 "  --throttle-window SECONDS  failures further apart start a new count; the\n"
 "                           refusal lasts this long after the last (%d)\n"
+"  --proxy-protocol         read a PROXY protocol header (v1 or v2) first and\n"
+"                           take the client's address from it; every\n"
+"                           connection must then come through the proxy\n"
 "  --replay-db FILE         the key blocks of the last million sessions, so\n"
 "                           that a recorded session replayed gets 504; \"none\"\n"
 "                           or \"\" turns it off (" DEF_REPLAY_DB ")\n"
@@ -294,13 +342,15 @@ usage(int status)
 "                           the others wait their turn; 0 no limit (the\n"
 "                           number of CPUs)\n"
 "  --log-stderr             log to standard error instead of syslog\n"
-"  --help                   show this help\n"
-"  --version                show the version\n"
+"  -h, --help               show this help\n"
+"  -V, --version            show the version\n"
 "\n"
 "Exit status: 0 after BYE or end of input at a command, 1 after an error\n"
-"reply, a timeout or a cut-off frame, 64 bad options, 78 bad configuration.\n",
+"reply, a timeout or a cut-off frame, 64 (EX_USAGE) bad options, 78\n"
+"(EX_CONFIG) bad configuration.\n",
 	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_LOGIN_SEC,
-	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_SEC);
+	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_NET,
+	    DEF_THROTTLE_SEC);
 	exit(status);
 }
 
@@ -328,11 +378,25 @@ parse_num(const char *s, unsigned long long max, unsigned long long *out)
 	return 0;
 }
 
+/* yes, true, 1: 1; no, false, 0: 0; else -1. */
+static int
+parse_flag(const char *val)
+{
+	if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
+	    strcmp(val, "1") == 0)
+		return 1;
+	if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
+	    strcmp(val, "0") == 0)
+		return 0;
+	return -1;
+}
+
 /* Sets one option by its long name; used by argv and --config alike. */
 static int
 set_option(const char *name, const char *val, const char **why)
 {
 	unsigned long long	n;
+	int			flag;
 
 	*why = "bad value";
 	if (strcmp(name, "cert") == 0)
@@ -341,6 +405,10 @@ set_option(const char *name, const char *val, const char **why)
 		conf.key = val;
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
+	else if (strcmp(name, "noise-cert") == 0)
+		conf.noise_cert = *val == '\0' ? NULL : val;
+	else if (strcmp(name, "noise-key") == 0)
+		conf.noise_key = *val == '\0' ? NULL : val;
 	else if (strcmp(name, "maildir") == 0) {
 		/* one delivery method: the last one named wins */
 		conf.maildir = val;
@@ -376,6 +444,11 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, 1000000, &n) == -1)
 			return -1;
 		conf.throttle_max = (unsigned)n;
+	} else if (strcmp(name, "throttle-net-max") == 0) {
+		if (parse_num(val, 4000000, &n) == -1)
+			return -1;
+		conf.throttle_net_max = (unsigned)n;
+		conf.throttle_net_set = 1;
 	} else if (strcmp(name, "throttle-window") == 0) {
 		if (parse_num(val, 7 * 86400, &n) == -1 || n == 0)
 			return -1;
@@ -391,14 +464,13 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.max_kdf = (long)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
-		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 ||
-		    strcmp(val, "1") == 0)
-			conf.log_stderr = 1;
-		else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
-		    strcmp(val, "0") == 0)
-			conf.log_stderr = 0;
-		else
+		if ((flag = parse_flag(val)) == -1)
 			return -1;
+		conf.log_stderr = flag;
+	} else if (strcmp(name, "proxy-protocol") == 0) {
+		if ((flag = parse_flag(val)) == -1)
+			return -1;
+		conf.proxy_protocol = flag;
 	} else {
 		*why = "unknown option";
 		return -1;
@@ -420,16 +492,14 @@ read_config(const char *path)
 	int		 lineno = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		fprintf(stderr, "usmtp-handler: %s: %s\n", path,
-		    strerror(errno));
+		complain("%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		len = strlen(line);
 		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
-			fprintf(stderr, "usmtp-handler: %s:%d: line too long\n",
-			    path, lineno);
+			complain("%s:%d: line too long", path, lineno);
 			goto fail;
 		}
 		if ((eq = strchr(line, '#')) != NULL)
@@ -439,8 +509,8 @@ read_config(const char *path)
 		if (len == 0)
 			continue;
 		if ((eq = strchr(name, '=')) == NULL) {
-			fprintf(stderr, "usmtp-handler: %s:%d: expected "
-			    "name = value\n", path, lineno);
+			complain("%s:%d: expected name = value", path,
+			    lineno);
 			goto fail;
 		}
 		*eq = '\0';
@@ -451,14 +521,14 @@ read_config(const char *path)
 		if ((copy = strdup(val)) == NULL)
 			goto fail;
 		if (set_option(name, copy, &why) == -1) {
-			fprintf(stderr, "usmtp-handler: %s:%d: %s: %s\n", path,
-			    lineno, name, why);
+			complain("%s:%d: %s: %s", path, lineno, name, why);
 			free(copy);
 			goto fail;
 		}
 		/* Numbers and flags are parsed, not kept: no leak. */
 		if (copy != conf.cert && copy != conf.key &&
 		    copy != conf.users && copy != conf.maildir &&
+		    copy != conf.noise_cert && copy != conf.noise_key &&
 		    copy != conf.sendmail && copy != conf.throttle_db &&
 		    copy != conf.replay_db && copy != conf.slot_file)
 			free(copy);
@@ -470,10 +540,36 @@ fail:
 	return -1;
 }
 
+/*
+ * Configuration and usage errors.  Under inetd and xinetd standard
+ * error is the client's socket: then they go to syslog only, never to
+ * the client.
+ */
+static void
+complain(const char *fmt, ...)
+{
+	char	msg[1024];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (stderr_socket) {
+		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		syslog(LOG_ERR, "- peer=- error reason=\"%s\"", msg);
+	} else
+		fprintf(stderr, "usmtp-handler: %s\n", msg);
+}
+
 static void
 log_init(void)
 {
-	/* Under inetd stderr is the client's socket: syslog unless told. */
+	/* Under inetd stderr is the client's socket: syslog unless told,
+	 * and never to a socket even when told. */
+	if (conf.log_stderr && stderr_socket) {
+		conf.log_stderr = 0;
+		complain("--log-stderr ignored: standard error is a socket");
+	}
 	if (!conf.log_stderr)
 		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -583,6 +679,31 @@ find_peer(struct session *s)
 	    "%s%s%s", env, port ? ":" : "", port ? port : "");
 }
 
+/*
+ * --proxy-protocol: the load balancer's header names the client, who
+ * becomes the session's peer (logs, Received:, the login throttle); the
+ * connection's own address, the balancer's, is logged as via=.  A v2
+ * LOCAL or v1 UNKNOWN header (the balancer's health check) keeps the
+ * connection's address.  No reply code fits a connection without a
+ * valid header: it is closed unanswered.
+ */
+static void
+proxy_peer(struct session *s)
+{
+	struct proxy_hdr	 h;
+	const char		*why;
+
+	if (proxy_read(0, PROXY_TIMEOUT_MS, &h, &why) == -1) {
+		logx(LOG_WARNING, "proxy result=fail reason=\"%s\"", why);
+		session_end(s, EX_FAIL, "proxy", 0);
+	}
+	snprintf(s->via, sizeof(s->via), "%s", s->peer);
+	if (!h.local)
+		snprintf(s->peer, sizeof(s->peer), "%s", h.peer);
+	logx(LOG_INFO, "connect via=%s proxy=%s", s->via,
+	    h.local ? "local" : h.version == 1 ? "v1" : "v2");
+}
+
 static const char *
 reply_text(int code)
 {
@@ -615,7 +736,7 @@ reply_text_fmt(struct session *s, int code, const char *text)
 	n = snprintf(buf, sizeof(buf), "%03d %s", code, text);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		n = snprintf(buf, sizeof(buf), "%03d", code);
-	if (s->state <= S_KEY)
+	if (s->state <= S_NOISE)
 		type = s->state == S_ALGOS ? FT_PLAIN_DOT : FT_PLAIN;
 	else
 		type = FT_CIPHER;
@@ -637,8 +758,6 @@ message_clear(struct message *m)
 {
 	if (m->mail != NULL)
 		mail_abort(m->mail);
-	if (m->att_aes.ctx != NULL)
-		aes_stream_free(&m->att_aes);
 	if (m->subject != NULL) {
 		OPENSSL_cleanse(m->subject, m->subjectlen);
 		free(m->subject);
@@ -660,7 +779,11 @@ session_end(struct session *s, int status, const char *reason, int code)
 	struct timespec	now;
 	double		secs;
 
-	(void)frame_flush(&s->io);
+	if (got_signal) {
+		reason = "signal";	/* whatever failed, this is why */
+		code = 0;
+	} else
+		(void)frame_flush(&s->io);
 	message_clear(&s->msg);
 	if (s->db != NULL)
 		auth_close(s->db);
@@ -674,7 +797,6 @@ session_end(struct session *s, int status, const char *reason, int code)
 	else
 		logx(status ? LOG_WARNING : LOG_INFO, "end reason=%s state=%s "
 		    "duration=%.3f", reason, statenames[s->state], secs);
-	OPENSSL_cleanse(s->key, sizeof(s->key));
 	frame_free(&s->io);
 	session_exit(status);
 }
@@ -684,7 +806,7 @@ session_fail(struct session *s, int code, const char *reason)
 {
 	reply(s, code);
 	session_end(s, code == 500 && strcmp(reason, "config") == 0 ?
-	    EX_CONFIG_ : EX_FAIL, reason, code);
+	    EX_CONFIG : EX_FAIL, reason, code);
 }
 
 /* Strips surrounding spaces and tabs in place. */
@@ -716,7 +838,7 @@ strip_prefix(char **p, size_t *len, const char *prefix)
 }
 
 /*
- * PROTOCOL.md 6: an optional "mail from:" / "mail to:" prefix, spaces,
+ * usmtp(7), Sending a message: an optional "mail from:" / "mail to:" prefix, spaces,
  * optional <...>, one address.  0 and the normalized address, or -1.
  */
 static int
@@ -743,7 +865,7 @@ login_error(struct session *s, int code)
 	}
 	if (code == 401) {
 		reply(s, 401);
-		/* PROTOCOL.md 2: the reference client reads one frame per
+		/* usmtp(7), Framing: the reference client reads one frame per
 		 * recv(): a 401 leaves in a write of its own. */
 		if (frame_flush(&s->io) == -1)
 			session_end(s, EX_FAIL, "write", 0);
@@ -758,7 +880,7 @@ static void
 st_hello(struct session *s, char *p, size_t len)
 {
 	p = trim(p, &len);
-	/* PROTOCOL.md 3: the keyword is case-insensitive. */
+	/* usmtp(7), Handshake: the keyword is case-insensitive. */
 	if (strcasecmp(p, "hello ssl1.0?") != 0) {
 		logx(LOG_WARNING, "handshake result=fail code=503 hello=%s",
 		    esc(p, len));
@@ -773,12 +895,13 @@ st_algos(struct session *s, char *p, size_t len)
 {
 	static const char	 ref[] =
 	    "support asymetric-rsa-2048 symetric-aes-256-ecb?";
-	const char		*why;
+	const char		*why, *cert;
 	char			*pem, *buf, *tok, *save = NULL;
 	size_t			 pemlen, n;
-	int			 ok = 0, rsa = 0, aes = 0;
+	int			 ok = 0, rsa = 0, aes = 0, noise = 0;
 
-	/* PROTOCOL.md 6: the reference's exact line picks its dialect. */
+	/* usmtp(7), Attachments: the reference's exact line picks its
+	 * dialect. */
 	s->refdialect = len == sizeof(ref) - 1 && memcmp(p, ref, len) == 0;
 	p = trim(p, &len);
 	if (len > 0 && p[len - 1] == '?') {
@@ -794,20 +917,28 @@ st_algos(struct session *s, char *p, size_t len)
 			else if (strcasecmp(tok, "symmetric-aes-256-ecb") == 0 ||
 			    strcasecmp(tok, "symetric-aes-256-ecb") == 0)
 				aes++;
+			else if (strcasecmp(tok, SECURE_ALGOS) == 0)
+				noise++;
 			else
 				ok = 0;
 		}
 	}
-	if (!ok || rsa != 1 || aes != 1) {
-		logx(LOG_WARNING, "handshake result=fail code=502");
+	/* usmtp(7), SECURE MODE: the secure token alone, and only when we
+	 * have its key; a 1.0 server's 502 otherwise. */
+	s->secure = ok && noise == 1 && rsa == 0 && aes == 0 &&
+	    conf.noise_cert != NULL && conf.noise_key != NULL;
+	if (!s->secure && (!ok || noise != 0 || rsa != 1 || aes != 1)) {
+		logx(LOG_WARNING, "handshake result=fail code=502%s",
+		    noise ? " offer=secure" : "");
 		session_fail(s, 502, "handshake");
 	}
-	if ((pem = crypto_read_cert_pem(conf.cert, &pemlen, &why)) == NULL) {
-		logx(LOG_ERR, "error cert=%s reason=\"%s\"", conf.cert, why);
+	cert = s->secure ? conf.noise_cert : conf.cert;
+	if ((pem = crypto_read_cert_pem(cert, &pemlen, &why)) == NULL) {
+		logx(LOG_ERR, "error cert=%s reason=\"%s\"", cert, why);
 		session_fail(s, 500, "config");
 	}
 	/* "202 algos valid" then the PEM at once: the reference client
-	 * cuts the certificate out by position (PROTOCOL.md 3). */
+	 * cuts the certificate out by position (usmtp(7), Handshake). */
 	n = strlen("202 algos valid");
 	if ((buf = malloc(n + pemlen)) == NULL) {
 		free(pem);
@@ -819,7 +950,7 @@ st_algos(struct session *s, char *p, size_t len)
 		session_end(s, EX_FAIL, "write", 0);
 	free(buf);
 	free(pem);
-	enter(s, S_KEY);
+	enter(s, s->secure ? S_NOISE : S_KEY);
 }
 
 static void
@@ -837,7 +968,7 @@ st_key(struct session *s, char *p, size_t len)
 	outlen = SESSION_KEY_BYTES;
 	(void)outlen;
 #else
-	if ((key = crypto_load_key(conf.key, &why)) == NULL) {
+	if ((key = crypto_load_key(conf.key, KEY_RSA2048, &why)) == NULL) {
 		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.key, why);
 		session_fail(s, 500, "config");
 	}
@@ -862,31 +993,111 @@ st_key(struct session *s, char *p, size_t len)
 		session_fail(s, 504, "replay");
 	}
 #endif
-	memcpy(s->key, out, SESSION_KEY_BYTES);
-	OPENSSL_cleanse(out, sizeof(out));
 	reply(s, 203);
-	if (frame_setkey(&s->io, s->key) == -1)
+	r = frame_setkey(&s->io, out);
+	OPENSSL_cleanse(out, sizeof(out));
+	if (r == -1)
 		session_fail(s, 500, "crypto");
-	logx(LOG_INFO, "handshake result=ok dialect=%s",
+	logx(LOG_INFO, "handshake result=ok dialect=%s security=1.0",
 	    s->refdialect ? "reference" : "document");
 	enter(s, S_VERSION);
 	reply(s, 100);
 }
 
-static void
-st_version(struct session *s, char *p, size_t len)
+/* usmtp(7), Greeting and commands: some whitespace-separated word of
+ * the client's version line must be 1.0. */
+static int
+version_ok(char *p, size_t len)
 {
 	char	*tok, *save = NULL;
 
-	/* PROTOCOL.md 4: some whitespace-separated word must be 1.0. */
-	if (memchr(p, '\0', len) == NULL)
-		for (tok = strtok_r(p, " \t\r\n", &save); tok != NULL;
-		    tok = strtok_r(NULL, " \t\r\n", &save))
-			if (strcmp(tok, "1.0") == 0) {
-				enter(s, S_COMMAND);
-				return;
-			}
-	session_fail(s, 501, "version");
+	if (memchr(p, '\0', len) != NULL)
+		return 0;
+	for (tok = strtok_r(p, " \t\r\n", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t\r\n", &save))
+		if (strcmp(tok, "1.0") == 0)
+			return 1;
+	return 0;
+}
+
+static void
+st_version(struct session *s, char *p, size_t len)
+{
+	if (!version_ok(p, len))
+		session_fail(s, 501, "version");
+	enter(s, S_COMMAND);
+}
+
+/*
+ * usmtp(7), SECURE MODE: the client's Noise message 1 (payload: its
+ * version line), our message 2 (payload: the greeting), then records.
+ * The prologue is every plaintext byte so far.  Any failure ends the
+ * session without a reply: none could be authenticated.
+ */
+static void
+st_noise(struct session *s, char *p, size_t len)
+{
+	struct noise_hs		*hs = NULL;
+	struct noise_cipher	 tx, rx;
+	unsigned char		*prologue = NULL, priv[NOISE_DH_BYTES];
+	unsigned char		 pl[NOISE_HS_MAX_BYTES], msg[NOISE_HS_MAX_BYTES];
+	const char		*why = NULL, *greeting = reply_text(100);
+	EVP_PKEY		*key;
+	size_t			 pll, ml, n, gl = strlen(greeting);
+	int			 r = -1;
+
+	memset(&tx, 0, sizeof(tx));
+	memset(&rx, 0, sizeof(rx));
+	if ((key = crypto_load_key(conf.noise_key, KEY_X25519, &why)) == NULL ||
+	    noise_pkey_private(key, priv, &why) == -1) {
+		EVP_PKEY_free(key);
+		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.noise_key, why);
+		session_end(s, EX_CONFIG, "config", 0);
+	}
+	/* The private key is needed for nothing else: free it now. */
+	EVP_PKEY_free(key);
+	n = strlen(SECURE_PROLOGUE) + s->io.keptlen;
+	if ((prologue = malloc(n)) == NULL) {
+		why = "out of memory";
+		goto out;
+	}
+	memcpy(prologue, SECURE_PROLOGUE, strlen(SECURE_PROLOGUE));
+	memcpy(prologue + strlen(SECURE_PROLOGUE), s->io.kept, s->io.keptlen);
+	if ((hs = noise_hs_new(0, prologue, n, priv, NULL, NULL, &why)) == NULL ||
+	    noise_hs_read_message(hs, (unsigned char *)p, len, pl,
+	    sizeof(pl) - 1, &pll, &why) == -1)
+		goto out;
+	if (!version_ok((char *)pl, pll)) {
+		why = "no version 1.0 in message 1";
+		goto out;
+	}
+	/* message 2's payload: the 100 greeting, as 1.0 sends it */
+	memcpy(pl, "100 ", 4);
+	memcpy(pl + 4, greeting, gl);
+	if (noise_hs_write_message(hs, pl, 4 + gl, msg,
+	    sizeof(msg), &ml, &why) == -1 ||
+	    noise_hs_split(hs, &tx, &rx, NULL, &why) == -1 ||
+	    frame_write(&s->io, FT_RECORD, msg, ml) == -1)
+		goto out;
+	frame_set_noise(&s->io, &tx, &rx);
+	r = 0;
+out:
+	OPENSSL_cleanse(priv, sizeof(priv));
+	OPENSSL_cleanse(pl, sizeof(pl));
+	if (prologue != NULL) {
+		OPENSSL_cleanse(prologue, n);
+		free(prologue);
+	}
+	noise_hs_free(hs);
+	noise_cipher_clear(&tx);
+	noise_cipher_clear(&rx);
+	if (r == -1) {
+		logx(LOG_WARNING, "handshake result=fail security=noise "
+		    "reason=\"%s\"", why ? why : "unknown");
+		session_end(s, EX_FAIL, "handshake", 0);
+	}
+	logx(LOG_INFO, "handshake result=ok security=noise");
+	enter(s, S_COMMAND);
 }
 
 static void
@@ -935,7 +1146,7 @@ st_command(struct session *s, char *p, size_t len)
 		}
 	}
 	if (len == 3 && strcasecmp(p, "BYE") == 0)
-		session_end(s, EX_OK_, "bye", 0);	/* no reply: PROTOCOL.md 4 */
+		session_end(s, EX_OK, "bye", 0);	/* no reply: usmtp(7), Greeting and commands */
 	reply(s, 300);
 }
 
@@ -954,11 +1165,16 @@ st_login_addr(struct session *s, char *p, size_t len)
 static void
 st_login_pass(struct session *s, char *p, size_t len)
 {
-	struct throttle_key	 k;
+	struct throttle		 t;
+	struct throttle_key	 k[3];
 	const char		*why;
-	unsigned		 n;
+	char			 dl[32] = "";
+	unsigned		 n[3], delay;
+	size_t			 nk, i;
 	int			 r;
 
+	if ((delay = throttle_delay(s)) > 0)
+		snprintf(dl, sizeof(dl), " delay=%u", delay);
 	r = login_check(s, p, len, &why);
 	OPENSSL_cleanse(p, len);
 	if (r == -2) {
@@ -972,84 +1188,173 @@ st_login_pass(struct session *s, char *p, size_t len)
 	}
 	if (r == 1) {
 		memcpy(s->user, s->addr, sizeof(s->user));
-		logx(LOG_INFO, "login user=%s result=ok", s->user);
+		logx(LOG_INFO, "login user=%s result=ok%s", s->user, dl);
 		frame_set_deadline(&s->io, 0);
 		reply(s, 210);
 		enter(s, S_COMMAND);
 		return;
 	}
-	if ((n = throttle_record(s, &k)) == 0) {
-		logx(LOG_WARNING, "login user=%s result=fail", s->addr);
-		login_error(s, 401);
-		return;
-	}
-	logx(LOG_WARNING, "login user=%s result=fail key=%s failures=%u",
-	    s->addr, k.text, n);
-	/* Issue 7: sessions already past LOGIN stop at the limit too, so
-	 * parallel connections cannot each take their six guesses. */
-	if (n >= conf.throttle_max) {
-		logx(LOG_WARNING, "login user=%s result=throttled key=%s "
-		    "failures=%u", s->addr, k.text, n);
-		session_fail(s, 510, "throttled");
-	}
+	nk = throttle_record(s, &t, k, n);
+	if (nk == 0)
+		logx(LOG_WARNING, "login user=%s result=fail%s", s->addr, dl);
+	else if (nk == 1)
+		logx(LOG_WARNING, "login user=%s result=fail account_failures=%u"
+		    "%s", s->addr, n[0], dl);
+	else
+		logx(LOG_WARNING, "login user=%s result=fail key=%s failures=%u "
+		    "net=%s net_failures=%u account_failures=%u%s", s->addr,
+		    k[1].text, n[1], k[2].text, n[2], n[0], dl);
+	/* Sessions already past LOGIN stop at the limit too, so parallel
+	 * connections cannot each take their six guesses. */
+	for (i = 1; i < nk; i++)
+		if (throttle_limited(&t, k[i].kind, n[i])) {
+			logx(LOG_WARNING, "login user=%s result=throttled "
+			    "key=%s failures=%u", s->addr, k[i].text, n[i]);
+			session_fail(s, 510, "throttled");
+		}
 	login_error(s, 401);
 }
 
 /*
- * Issue 7: an address with throttle_max failed logins, each within
+ * Fills *t from the options.  0 when throttling is off (no file, or
+ * --throttle-max 0), else 1.
+ */
+static int
+throttle_conf(struct throttle *t)
+{
+	if (conf.throttle_db == NULL || conf.throttle_max == 0)
+		return 0;
+	memset(t, 0, sizeof(*t));
+	t->path = conf.throttle_db;
+	t->max = conf.throttle_max;
+	t->window = conf.throttle_window;
+	if (conf.throttle_net_set)
+		t->net_max = conf.throttle_net_max;
+	else
+		t->net_max = conf.throttle_max > UINT_MAX / DEF_THROTTLE_NET ?
+		    UINT_MAX : conf.throttle_max * DEF_THROTTLE_NET;
+	return 1;
+}
+
+/* A damaged state file was replaced by an empty one: say so loudly. */
+static void
+throttle_repaired(const struct throttle *t)
+{
+	if (t->repaired != NULL)
+		logx(LOG_ERR, "error throttle=%s reason=\"damaged file "
+		    "replaced by an empty one: %s\"", t->path, t->repaired);
+}
+
+/*
+ * usmtp(7), Login (throttle extension): an address with throttle_max
+ * failed logins, or a /24 or /48 with throttle_net_max, each within
  * throttle_window seconds of the one before, gets 510 at LOGIN until
  * the window has passed since the last one, before any address or
  * password is read.  Peers without a network address ("local") are
- * never throttled.  Trouble with the file is logged and lets the login
- * go on: a broken throttle must not lock users out.
+ * throttled by account only.  Trouble with the file is logged and lets
+ * the login go on: a broken throttle must not lock users out.
  */
 static int
 throttle_refused(struct session *s)
 {
-	struct throttle_key	 k;
+	struct throttle		 t;
+	struct throttle_key	 k[2];
 	const char		*why;
-	unsigned		 n;
-	int			 r;
+	unsigned		 n[2];
+	int			 i, r;
 
-	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
-	    !throttle_key(s->peer, &k))
+	if (!throttle_conf(&t) || !throttle_peer(s->peer, &k[0], &k[1]))
 		return 0;
-	r = throttle_check(conf.throttle_db, &k, conf.throttle_max,
-	    conf.throttle_window, time(NULL), &n, &why);
+	r = throttle_check(&t, k, 2, time(NULL), n, &why);
+	throttle_repaired(&t);
 	if (r == -1) {
 		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
 		    conf.throttle_db, why);
 		return 0;
 	}
-	if (r == 1)
-		logx(LOG_WARNING, "login result=throttled key=%s failures=%u",
-		    k.text, n);
+	for (i = 0; r == 1 && i < 2; i++)
+		if (throttle_limited(&t, k[i].kind, n[i])) {
+			logx(LOG_WARNING, "login result=throttled key=%s "
+			    "failures=%u", k[i].text, n[i]);
+			break;
+		}
 	return r;
 }
 
 /*
- * Counts a wrong password or unknown address against the peer's address
- * (*k).  Returns the address's failures now, or 0 when it is not
- * throttled or the file could not be written (logged; fail open).  A
- * good login does not clear the count: else one valid account would let
- * its owner reset the count between guesses at others.
+ * An account with failed logins from anywhere is slowed down, never
+ * locked (an attacker could lock its owner out): the delay is slept
+ * before the password is checked, for a right password as for a wrong
+ * one and for an unknown address as for a known one, so it tells
+ * nothing; and never past the login deadline.  Returns the milliseconds
+ * slept.
  */
 static unsigned
-throttle_record(struct session *s, struct throttle_key *k)
+throttle_delay(struct session *s)
 {
-	const char	*why;
-	unsigned	 n;
+	struct throttle		 t;
+	struct throttle_key	 k;
+	struct timespec		 now, ts;
+	const char		*why;
+	unsigned		 n, ms;
+	long			 left;
 
-	if (conf.throttle_db == NULL || conf.throttle_max == 0 ||
-	    !throttle_key(s->peer, k))
+	if (!throttle_conf(&t) || throttle_account(s->addr, &k) == -1)
 		return 0;
-	if (throttle_fail(conf.throttle_db, k, conf.throttle_window,
-	    time(NULL), &n, &why) == -1) {
+	if (throttle_check(&t, &k, 1, time(NULL), &n, &why) == -1) {
+		throttle_repaired(&t);
 		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
 		    conf.throttle_db, why);
 		return 0;
 	}
-	return n;
+	throttle_repaired(&t);
+	if ((ms = throttle_delay_ms(n)) == 0)
+		return 0;
+	if (conf.login_timeout > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = conf.login_timeout * 1000 -
+		    (long)(now.tv_sec - s->start.tv_sec) * 1000 -
+		    (now.tv_nsec - s->start.tv_nsec) / 1000000;
+		if (left <= 0)
+			return 0;
+		if ((long)ms > left)
+			ms = (unsigned)left;
+	}
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	return ms;
+}
+
+/*
+ * Counts a wrong password or unknown address against the account and,
+ * when the peer has a network address, against its address and network:
+ * k[0] the account, k[1] the address, k[2] the network, n[] their
+ * failures now.  Returns how many keys were counted: 0 when throttling
+ * is off or the file could not be written (logged; fail open).  A good
+ * login does not clear the counts: else one valid account would let its
+ * owner reset them between guesses at others.
+ */
+static size_t
+throttle_record(struct session *s, struct throttle *t,
+    struct throttle_key *k, unsigned *n)
+{
+	const char	*why;
+	size_t		 nk = 1;
+
+	if (!throttle_conf(t) || throttle_account(s->addr, &k[0]) == -1)
+		return 0;
+	if (throttle_peer(s->peer, &k[1], &k[2]))
+		nk = 3;
+	if (throttle_fail(t, k, nk, time(NULL), n, &why) == -1) {
+		throttle_repaired(t);
+		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
+		    conf.throttle_db, why);
+		return 0;
+	}
+	throttle_repaired(t);
+	return nk;
 }
 
 /*
@@ -1123,7 +1428,7 @@ st_from(struct session *s, char *p, size_t len)
 {
 	char	addr[ADDR_MAX + 1];
 
-	/* PROTOCOL.md 6: the sender must be the logged-in user. */
+	/* usmtp(7), Sending a message: the sender must be the logged-in user. */
 	if (parse_addr_line(p, len, "mail from:", addr) == -1 ||
 	    strcmp(addr, s->user) != 0) {
 		logx(LOG_WARNING, "send user=%s result=refused "
@@ -1167,7 +1472,7 @@ st_subject(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 
-	/* PROTOCOL.md 6: strip one "subject: " prefix if present. */
+	/* usmtp(7), Sending a message: strip one "subject: " prefix if present. */
 	if (strip_prefix(&p, &len, "subject:") && len > 0 && *p == ' ') {
 		p++;
 		len--;
@@ -1206,7 +1511,7 @@ st_natt(struct session *s, char *p, size_t len)
 	const char	*why;
 
 	p = trim(p, &len);
-	/* A plain decimal 0..5 and nothing else (PROTOCOL.md 6). */
+	/* A plain decimal 0..5 and nothing else (usmtp(7), Sending a message). */
 	if (len != 1 || *p < '0' || *p > '0' + MAX_ATTACHMENTS) {
 		logx(LOG_WARNING, "send user=%s result=refused "
 		    "reason=attachments count=%s", s->user, esc(p, len));
@@ -1263,7 +1568,7 @@ parse_dec(const char *p, unsigned long long *out)
 }
 
 /*
- * An attachment header (PROTOCOL.md 6): a bare length, or lines
+ * An attachment header (usmtp(7), Sending a message): a bare length, or lines
  * "Content-Length: N", optional "Filename: NAME" and "Size: M".
  */
 static void
@@ -1303,11 +1608,18 @@ st_att_head(struct session *s, char *p, size_t len)
 		}
 		/* other lines are ignored, as the reference server does */
 	}
-	/* N counts the ciphertext and its CRLFCRLF; whole blocks. */
-	if (!bad && (!haslen || n < 20 || (n - 4) % 16 != 0))
-		bad = 1;
-	if (!bad && hassize && (size > n - 4 || n - 4 - size > 16))
-		bad = 1;
+	if (s->secure) {
+		/* usmtp(7), SECURE MODE: N is the file's exact size; a
+		 * Size: line, if any, must say the same. */
+		if (!bad && (!haslen || (hassize && size != n)))
+			bad = 1;
+	} else {
+		/* N counts the ciphertext and its CRLFCRLF; whole blocks. */
+		if (!bad && (!haslen || n < 20 || (n - 4) % 16 != 0))
+			bad = 1;
+		if (!bad && hassize && (size > n - 4 || n - 4 - size > 16))
+			bad = 1;
+	}
 	if (bad) {
 		if (++m->nbadhead > MAX_BAD_HEADERS)
 			session_fail(s, 500, "bad-headers");
@@ -1315,7 +1627,7 @@ st_att_head(struct session *s, char *p, size_t len)
 		return;
 	}
 	/* Even with the most padding, more than the limit? */
-	if (n - 4 - 16 > conf.max_attachment ||
+	if ((s->secure ? n : n - 4 - 16) > conf.max_attachment ||
 	    (hassize && size > conf.max_attachment)) {
 		logx(LOG_WARNING, "send user=%s result=refused reason=size "
 		    "attachment=%d length=%llu", s->user, m->cur, n);
@@ -1324,131 +1636,62 @@ st_att_head(struct session *s, char *p, size_t len)
 	if (m->fail == NULL && m->mail != NULL &&
 	    mail_attach_begin(m->mail, name ? name : "", namelen, &why) == -1)
 		m->fail = why;
-	if (aes_stream_init(&m->att_aes, s->key, 0) == -1)
-		session_fail(s, 500, "crypto");
-	m->att_total = n;
-	m->att_seen = 0;
-	m->att_size = hassize ? size : 0;
-	m->att_sized = hassize;
-	m->att_out = 0;
-	m->att_spaces = 0;
 	reply(s, 200);
 	enter(s, S_ATT_DATA);
-	st_att_data(s);
+	att_read(s, n, hassize ? (int64_t)size : -1);
 }
 
-/* Hands attachment plaintext to the message, unless it already failed. */
-static int
-att_put(struct message *m, const unsigned char *p, size_t len)
-{
-	const char	*why;
-
-	m->att_out += len;
-	if (m->fail != NULL || m->mail == NULL || len == 0)
-		return 0;
-	if (mail_attach_write(m->mail, p, len, &why) == -1)
-		m->fail = why;	/* keep reading: the stream stays in step */
-	return 0;
-}
-
-/*
- * Passes plaintext on: cut to exactly Size: bytes, or else with trailing
- * spaces held back until a non-space shows they were not padding.
- */
-static int
-att_emit(struct message *m, const unsigned char *p, size_t len)
-{
-	static unsigned char	spaces[512];
-	size_t			j, n;
-
-	if (m->att_sized) {
-		if (len > m->att_size - m->att_out)
-			len = m->att_size - m->att_out;
-		return att_put(m, p, len);
-	}
-	for (j = len; j > 0 && p[j - 1] == ' '; j--)
-		;
-	if (j == 0) {
-		m->att_spaces += len;
-		return 0;
-	}
-	if (spaces[0] != ' ')
-		memset(spaces, ' ', sizeof(spaces));
-	while (m->att_spaces > 0) {
-		n = m->att_spaces < sizeof(spaces) ? m->att_spaces :
-		    sizeof(spaces);
-		att_put(m, spaces, n);
-		m->att_spaces -= n;
-	}
-	m->att_spaces = len - j;
-	return att_put(m, p, j);
-}
-
-/*
- * frame_read_counted() sink: ciphertext up to N-4 is decrypted and
- * passed on in pieces; the last 4 bytes must be CRLFCRLF.
- */
+/* Hands attachment plaintext to the message, unless it already failed;
+ * a failure is kept for the 451 while the stream is read on. */
 static int
 att_sink(void *arg, const unsigned char *p, size_t len)
 {
-	struct message		*m = arg;
-	unsigned char		 out[STREAM_CHUNK_BYTES + 16];
-	size_t			 body, take, outl, used = 0;
+	struct message	*m = arg;
+	const char	*why;
 
-	body = m->att_total - 4;
-	while (len > 0) {
-		if (m->att_seen >= body) {
-			take = len < 4 - (m->att_seen - body) ? len :
-			    4 - (m->att_seen - body);
-			memcpy(m->att_tail + (m->att_seen - body), p, take);
-		} else {
-			take = body - m->att_seen < len ? body - m->att_seen :
-			    len;
-			if (take > STREAM_CHUNK_BYTES)
-				take = STREAM_CHUNK_BYTES;
-			if (aes_stream_update(&m->att_aes, p, take, out,
-			    &outl) == -1)
-				return -1;
-			if (outl > used)
-				used = outl;
-			att_emit(m, out, outl);
-		}
-		m->att_seen += take;
-		p += take;
-		len -= take;
-	}
-	OPENSSL_cleanse(out, used);	/* not all 64 KiB per read */
+	if (m->fail == NULL && m->mail != NULL &&
+	    mail_attach_write(m->mail, p, len, &why) == -1)
+		m->fail = why;
 	return 0;
 }
 
+/* The content: from the frame layer straight into the message. */
 static void
-st_att_data(struct session *s)
+att_read(struct session *s, uint64_t n, int64_t size)
 {
 	struct message	*m = &s->msg;
 	const char	*why;
 	int		 r;
 
-	r = frame_read_counted(&s->io, m->att_total, att_sink, m);
-	aes_stream_free(&m->att_aes);
+	r = frame_read_content(&s->io, n, size, att_sink, m);
+	if (r == FR_INTR)
+		session_end(s, EX_FAIL, "signal", 0);
 	if (r == FR_TRUNC)
 		session_end(s, EX_FAIL, "truncated", 0);
 	if (r == FR_TIMEOUT)
 		session_fail(s, 500, "timeout");
-	if (r != FR_OK)
-		session_fail(s, 500, "read");
-	if (memcmp(m->att_tail, "\r\n\r\n", 4) != 0) {
-		/* PROTOCOL.md 6: the stream is out of step. */
+	if (r == FR_BADFRAME && s->io.noise &&
+	    strncmp(s->io.why, "content", 7) != 0) {
+		logx(LOG_WARNING, "record result=fail security=noise "
+		    "reason=\"%s\"", s->io.why);
+		session_end(s, EX_FAIL, "record", 0);
+	}
+	if (r == FR_BADFRAME) {
+		/* usmtp(7), Attachments: the stream is out of step. */
 		logx(LOG_WARNING, "send user=%s result=refused "
 		    "reason=attachment-framing attachment=%d", s->user, m->cur);
 		session_fail(s, 500, "framing");
 	}
-	if (m->att_sized && m->att_out != m->att_size && m->fail == NULL)
-		m->fail = "attachment shorter than its Size:";
+	if (r != FR_OK) {
+		logx(LOG_ERR, "error reason=\"%s\"",
+		    s->io.why ? s->io.why : "read");
+		session_fail(s, 500, "read");
+	}
 	if (m->fail == NULL && m->mail != NULL &&
 	    mail_attach_end(m->mail, &why) == -1)
 		m->fail = why;
-	/* PROTOCOL.md 6: the document's 200 after content; the reference
-	 * dialect has none. */
+	/* usmtp(7), Attachments: the document's 200 after content; the
+	 * reference dialect has none. */
 	if (!s->refdialect)
 		reply(s, 200);
 	next_attachment(s);
@@ -1461,12 +1704,17 @@ deliver(struct session *s)
 	struct message	*m = &s->msg;
 	char		 where[PATH_MAX + 32];
 	const char	*why = m->fail;
+	sigset_t	 blocked;
 	off_t		 size = 0;
 	int		 r = -1;
 
 	where[0] = '\0';
 	if (why == NULL) {
+		/* sendmail must not inherit our blocked signals; a signal
+		 * meanwhile ends the session at the next wait. */
+		sigprocmask(SIG_SETMASK, &waitmask, &blocked);
 		r = mail_commit(m->mail, where, sizeof(where), &size, &why);
+		sigprocmask(SIG_SETMASK, &blocked, NULL);
 		m->mail = NULL;	/* mail_commit frees it either way */
 	}
 	if (r == 0) {
@@ -1484,14 +1732,20 @@ deliver(struct session *s)
 	enter(s, S_COMMAND);
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * Options: --config first, so that the command line wins over it.
+ * Exits after --help, --version or a bad option.
+ */
+static void
+parse_args(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'C' },
 		{ "cert", required_argument, NULL, 0 },
 		{ "key", required_argument, NULL, 0 },
 		{ "users", required_argument, NULL, 0 },
+		{ "noise-cert", required_argument, NULL, 0 },
+		{ "noise-key", required_argument, NULL, 0 },
 		{ "maildir", required_argument, NULL, 0 },
 		{ "sendmail", required_argument, NULL, 0 },
 		{ "sendmail-timeout", required_argument, NULL, 0 },
@@ -1501,7 +1755,9 @@ main(int argc, char *argv[])
 		{ "max-attachment", required_argument, NULL, 0 },
 		{ "throttle-db", required_argument, NULL, 0 },
 		{ "throttle-max", required_argument, NULL, 0 },
+		{ "throttle-net-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
+		{ "proxy-protocol", no_argument, NULL, 0 },
 		{ "replay-db", required_argument, NULL, 0 },
 		{ "slot-file", required_argument, NULL, 0 },
 		{ "max-kdf", required_argument, NULL, 0 },
@@ -1510,63 +1766,92 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
 	};
-	static struct session	 sess;
-	struct session		*s = &sess;
-	unsigned char		*data;
-	const char		*why, *name;
-	size_t			 len, max;
-	unsigned int		 rnd;
-	int			 c, idx, r;
+	const char	*why, *name;
+	int		 c, idx;
 
 #ifdef USMTP_FUZZ
-	static const struct conf defconf = {
-		DEF_CERT, DEF_KEY, DEF_USERS, NULL, NULL, DEF_TIMEOUT_SEC,
-		DEF_SENDMAIL_SEC, DEF_MAX_BODY, DEF_MAX_ATT, 0,
-		NULL, 0, 0,	/* no throttle file */
-		DEF_LOGIN_SEC,
-		NULL, NULL, 0	/* no replay cache, no slots */
-	};
-	conf = defconf;
-	memset(s, 0, sizeof(*s));
 	optind = 0;	/* glibc: start getopt afresh */
 #endif
-	/* --config first, so that the command line wins over it. */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1)
+	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
 		if (c == 'C' && read_config(optarg) == -1)
-			return EX_CONFIG_;
-	opterr = 1;
+			exit(EX_CONFIG);
+	opterr = !stderr_socket;	/* getopt's own messages too */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
 		switch (c) {
 		case 0:
 			name = longopts[idx].name;
 			if (set_option(name, optarg ? optarg : "yes", &why)
 			    == -1) {
-				fprintf(stderr, "usmtp-handler: --%s %s: %s\n",
-				    name, optarg ? optarg : "", why);
-				return EX_USAGE_;
+				complain("--%s %s: %s", name,
+				    optarg ? optarg : "", why);
+				exit(EX_USAGE);
 			}
 			break;
 		case 'C':
 			break;
 		case 'h':
-			usage(0);
+			usage(EX_OK);
 			break;
 		case 'V':
 			printf("usmtp-handler %s (USMTP 1.0)\n", USMTP_VERSION);
-			return 0;
+			exit(EX_OK);
 		default:
-			usage(EX_USAGE_);
+			usage(EX_USAGE);
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "usmtp-handler: unexpected argument: %s\n",
-		    argv[optind]);
-		usage(EX_USAGE_);
+		complain("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
 	}
+}
 
-	log_init();
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+/*
+ * No core dump of a process that holds keys and passwords, under any
+ * service manager.  SIGTERM (systemctl stop), SIGHUP and SIGINT end the
+ * session cleanly: they are blocked except while the frame layer waits,
+ * which then returns FR_INTR, and the session ends through
+ * session_end(), which rolls the message back (no tmp file is left).
+ */
+static void
+harden(struct session *s)
+{
+	static const int	 sigs[] = { SIGTERM, SIGHUP, SIGINT };
+	struct rlimit		 rl = { 0, 0 };
+	struct sigaction	 sa;
+	sigset_t		 block;
+	size_t			 i;
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;	/* no SA_RESTART */
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigdelset(&waitmask, sigs[i]);
+	s->io.waitmask = &waitmask;
+	s->io.stop = &got_signal;
+}
+
+/* Everything a session needs before its first frame. */
+static void
+session_start(struct session *s)
+{
+	unsigned int	rnd;
+
 	/*
 	 * Start-up is paid per connection (README, Performance).  The
 	 * protocol fixes every algorithm, so nothing in openssl.cnf applies
@@ -1595,30 +1880,72 @@ main(int argc, char *argv[])
 	find_peer(s);
 	if (frame_init(&s->io, 0, 1, (int)conf.timeout) == -1) {
 		logx(LOG_ERR, "error reason=\"out of memory\"");
-		return EX_FAIL;
+		session_exit(EX_FAIL);
 	}
-	logx(LOG_INFO, "connect");
+#ifndef USMTP_FUZZ
+	harden(s);
+#endif
+	if (conf.proxy_protocol)
+		proxy_peer(s);	/* logs the connect line */
+	else
+		logx(LOG_INFO, "connect");
+	/* The plaintext exchange is secure mode's prologue. */
+	s->io.keep = 1;
 	/* A session that holds a slot without logging in ends after
 	 * --login-timeout, however busy it keeps the handler with frames. */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
 	enter(s, S_HELLO);
+}
+
+/* The session: one frame after another, each to its state's handler. */
+static void
+serve(struct session *s)
+{
+	unsigned char	*data;
+	size_t		 len, max;
+	int		 r;
 
 	for (;;) {
 		if (s->state == S_BODY)
 			max = conf.max_body;
 		else if (s->state == S_KEY)
 			max = RSA_CIPHER_BYTES;
+		else if (s->state == S_NOISE)
+			max = NOISE_HS_MAX_BYTES;
 		else
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
+		/* The login deadline holds however fast the frames come:
+		 * checked before each one is served, not only in waits. */
+		if (r == FR_OK && frame_deadline_passed(&s->io)) {
+			OPENSSL_cleanse(data, len);
+			r = FR_TIMEOUT;
+		}
+		/* usmtp(7), SECURE MODE: until the handshake is done no
+		 * reply could be authenticated, and a record that fails
+		 * ends the session at once: no reply. */
+		if (r != FR_OK && r != FR_EOF && r != FR_INTR &&
+		    (s->state == S_NOISE || (r == FR_BADFRAME && s->io.noise))) {
+			logx(LOG_WARNING, "%s result=fail security=noise "
+			    "reason=\"%s\"", s->state == S_NOISE ?
+			    "handshake" : "record", r == FR_TIMEOUT ?
+			    "timeout" : r == FR_TOOBIG ? "too big" : r ==
+			    FR_TRUNC ? "truncated" : s->io.why ? s->io.why :
+			    "bad record");
+			session_end(s, EX_FAIL, s->state == S_NOISE ?
+			    "handshake" : "record", 0);
+		}
 		switch (r) {
 		case FR_OK:
 			states[s->state].fn(s, (char *)data, len);
 			break;
+		case FR_INTR:
+			session_end(s, EX_FAIL, "signal", 0);
+			break;
 		case FR_EOF:
 			/* End of input where a command may come is a normal
 			 * end; anywhere else the client gave up midway. */
-			session_end(s, s->state == S_COMMAND ? EX_OK_ : EX_FAIL,
+			session_end(s, s->state == S_COMMAND ? EX_OK : EX_FAIL,
 			    "eof", 0);
 			break;
 		case FR_TRUNC:
@@ -1644,4 +1971,27 @@ main(int argc, char *argv[])
 			session_end(s, EX_FAIL, "error", 0);
 		}
 	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct session	sess;
+	struct stat		st;
+
+#ifdef USMTP_FUZZ
+	static const struct conf defconf = CONF_DEFAULTS;
+
+	conf = defconf;
+	conf.throttle_db = NULL;	/* no state files while fuzzing */
+	conf.replay_db = NULL;
+	conf.slot_file = NULL;
+	memset(&sess, 0, sizeof(sess));
+#endif
+	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);
+	parse_args(argc, argv);
+	log_init();
+	session_start(&sess);
+	serve(&sess);
+	return EX_FAIL;		/* not reached: serve() ends the process */
 }

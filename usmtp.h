@@ -2,16 +2,18 @@
  * usmtp.h -- the whole internal interface of usmtp, grouped by file.
  *
  * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
- * auth.c and mailer.c may call crypto.c; crypto.c calls only OpenSSL and
- * libc.  Modules never exit, print or syslog: they return -1 and set a
- * static reason (*why) for the caller to report.
+ * auth.c and mailer.c may call crypto.c; crypto.c and noise.c call only
+ * OpenSSL and libc.  Modules never exit, print or syslog: they return -1
+ * and set a static reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -21,7 +23,7 @@
 #define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
 #define SESSION_KEY_BYTES	32	/* AES-256 */
 #define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
-#define MAX_ATTACHMENTS		5	/* PROTOCOL.md 6 */
+#define MAX_ATTACHMENTS		5	/* usmtp(7), Sending a message */
 #define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
 
 /* util.c */
@@ -58,17 +60,170 @@ int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
  * or RAND call.
  */
 void	crypto_init(uint64_t opts);
+/*
+ * A context for AES-256-ECB with key (32 bytes), without padding (the
+ * space padding of usmtp(7), Framing, is the frame layer's): encrypting
+ * when encrypt is 1, decrypting when 0.  NULL on failure.
+ */
+EVP_CIPHER_CTX *aes_ecb_new(const unsigned char *key, int encrypt);
+/* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
+int	aes_ecb(const unsigned char *key, int encrypt,
+	    const unsigned char *in, size_t len, unsigned char *out);
+/* The private keys usmtp uses. */
+enum keykind {
+	KEY_RSA2048,	/* the 1.0 key exchange (usmtp(7), Handshake) */
+	KEY_X25519	/* secure mode's static key (usmtp(7), SECURE MODE) */
+};
+/*
+ * Loads a PEM private key of the given kind.  Refuses a file that group
+ * or others may read (checked with fstat on the open descriptor), and a
+ * key of another kind.  Returns NULL and *why.
+ */
+EVP_PKEY *crypto_load_key(const char *path, enum keykind kind,
+	    const char **why);
+/*
+ * Reads the first PEM certificate block of path into a malloc'd string
+ * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
+ */
+char	*crypto_read_cert_pem(const char *path, size_t *len, const char **why);
+/* RSA-OAEP, SHA-256 and MGF1-SHA-256, empty label (usmtp(7), Handshake). */
+int	crypto_rsa_decrypt(EVP_PKEY *key, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
+	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
+/* Fills buf with n random bytes; 0 or -1. */
+int	crypto_random(void *buf, size_t n);
 
-/* Frame kinds (PROTOCOL.md 2, 3). */
+/* noise.c */
+
+/*
+ * Noise_NK_25519_AESGCM_SHA256 (Noise protocol framework, revision 34),
+ * the cryptography of usmtp(7) SECURE MODE: X25519, SHA-256 with HKDF
+ * from HMAC-SHA256, AES-256-GCM (nonce = 4 zero bytes || the 64-bit
+ * big-endian counter, 16-byte tag).  The caller moves the messages;
+ * every function returns 0 or -1 and a static reason (*why).
+ */
+#define NOISE_DH_BYTES		32	/* X25519 key, DH output */
+#define NOISE_HASH_BYTES	32	/* SHA-256, ck, h */
+#define NOISE_KEY_BYTES		32	/* AES-256 */
+#define NOISE_TAG_BYTES		16	/* AES-GCM tag */
+#define NOISE_MSG_MAX_BYTES	65535	/* any Noise message (Noise 3) */
+#define NOISE_PLAIN_MAX_BYTES	(NOISE_MSG_MAX_BYTES - NOISE_TAG_BYTES)
+#define NOISE_HS_OVERHEAD_BYTES	(NOISE_DH_BYTES + NOISE_TAG_BYTES)
+#define NOISE_HS_PAYLOAD_MAX_BYTES \
+	(NOISE_MSG_MAX_BYTES - NOISE_HS_OVERHEAD_BYTES)
+#define NOISE_NONCE_MAX		UINT64_MAX	/* reserved, never used */
+
+/*
+ * A CipherState: AES-256-GCM keyed once, and the next nonce.  ctx NULL
+ * means no key.  Zero it (or take it from noise_hs_split()) before use;
+ * it may live by value inside another struct.
+ */
+struct noise_cipher {
+	EVP_CIPHER_CTX	*ctx;		/* holds the key; NULL: none */
+	uint64_t	 n;		/* next nonce */
+};
+
+/*
+ * Encrypts len (<= NOISE_PLAIN_MAX_BYTES) bytes with empty associated
+ * data into out (len + NOISE_TAG_BYTES bytes: ciphertext, then tag) and
+ * advances the nonce.  in and out may be the same buffer.  Refused once
+ * the nonce has reached NOISE_NONCE_MAX: the session must end.
+ */
+int	noise_encrypt(struct noise_cipher *c, const unsigned char *in,
+	    size_t len, unsigned char *out, const char **why);
+/*
+ * Decrypts a transport message of len bytes (NOISE_TAG_BYTES ..
+ * NOISE_MSG_MAX_BYTES) into out (len - NOISE_TAG_BYTES bytes, *outlen).
+ * -1 when it fails authentication (out is then wiped and the nonce
+ * stays), is too short, or the nonces are spent.  In place allowed.
+ */
+int	noise_decrypt(struct noise_cipher *c, const unsigned char *in,
+	    size_t len, unsigned char *out, size_t *outlen, const char **why);
+/* Frees the context (its key schedule is cleansed); c has no key after. */
+void	noise_cipher_clear(struct noise_cipher *c);
+
+struct noise_hs;
+/*
+ * Initialize() for pattern NK (<- s; -> e, es; <- e, ee).  The initiator
+ * (client) gives rs_pub, the responder's 32-byte static public key, and
+ * s_priv NULL; the responder (server) gives s_priv, its 32-byte X25519
+ * private key, and rs_pub NULL.  The prologue is hashed at once and not
+ * kept.  e_priv NULL draws a fresh ephemeral key when it is needed; a
+ * fixed one is for test vectors only.  Copies what it keeps; the caller
+ * wipes its own s_priv.  NULL and *why on failure.
+ */
+struct noise_hs *noise_hs_new(int initiator, const unsigned char *prologue,
+	    size_t prologuelen, const unsigned char *s_priv,
+	    const unsigned char *rs_pub, const unsigned char *e_priv,
+	    const char **why);
+/*
+ * WriteMessage(): the next handshake message of this side (initiator
+ * message 1, responder message 2) with payload (len bytes, at most
+ * NOISE_HS_PAYLOAD_MAX_BYTES) into out (outsz >= len +
+ * NOISE_HS_OVERHEAD_BYTES; must not overlap payload); *outlen is set.
+ */
+int	noise_hs_write_message(struct noise_hs *hs,
+	    const unsigned char *payload, size_t len, unsigned char *out,
+	    size_t outsz, size_t *outlen, const char **why);
+/*
+ * ReadMessage(): the peer's next handshake message, msg (len bytes);
+ * its payload goes to payload (psz >= len - NOISE_HS_OVERHEAD_BYTES, or
+ * it fails; payload may be msg + NOISE_DH_BYTES, else not overlap msg),
+ * *plen is set.  A message of a wrong length, a bad public key or a
+ * failed authentication (wrong static key, changed prologue, tampering)
+ * is -1.  Any failure of write or read wipes hs: only
+ * noise_hs_free() is left.
+ */
+int	noise_hs_read_message(struct noise_hs *hs, const unsigned char *msg,
+	    size_t len, unsigned char *payload, size_t psz, size_t *plen,
+	    const char **why);
+/*
+ * Split(), once both messages are done: send and recv (overwritten: pass
+ * ones that hold no key) get the caller's two transport ciphers, oriented for
+ * its role; hash (NULL: not wanted) the handshake hash.  ck and k are
+ * wiped; free hs next.
+ */
+int	noise_hs_split(struct noise_hs *hs, struct noise_cipher *send,
+	    struct noise_cipher *recv, unsigned char hash[NOISE_HASH_BYTES],
+	    const char **why);
+/* Wipes and frees hs (NULL is fine). */
+void	noise_hs_free(struct noise_hs *hs);
+
+/*
+ * The raw 32-byte private key of an X25519 EVP_PKEY (the caller wipes
+ * out), its public key, and the public key of an X25519 certificate
+ * (the client's rs, once the certificate is verified).  Any other kind
+ * of key is refused.
+ */
+int	noise_pkey_private(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
+int	noise_pkey_public(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
+int	noise_cert_public(X509 *cert, unsigned char out[NOISE_DH_BYTES],
+	    const char **why);
+
+/* frame.c */
+
+/* Frame kinds (usmtp(7), Framing and Handshake). */
 enum ftype {
 	FT_PLAIN,	/* plaintext, ends at the first CRLFCRLF */
 	FT_PLAIN_DOT,	/* plaintext, ends at the first ".\r\n\r\n" (202) */
 	FT_KEY,		/* exactly RSA_CIPHER_BYTES then CRLFCRLF */
 	FT_CIPHER,	/* AES blocks, CRLFCRLF at a positive multiple of 16 */
-	FT_CIPHER_DOT	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
+	FT_CIPHER_DOT,	/* AES blocks, ".\r\n\r\n" at a positive multiple of 16 */
+	FT_RECORD	/* secure mode's handshake message: a 2-byte length
+			 * and the Noise message, raw */
 };
 
-/* frame_read() results. */
+/* How a 1.0 frame is padded with spaces to whole AES blocks. */
+enum fpad {
+	FPAD_ALWAYS,	/* 1..16 spaces, never none: what usmtp sends */
+	FPAD_REF	/* 0..15: the reference implementation's, which
+			 * its own receiver misreads; for testing peers */
+};
+
+/* Results of the frame_read*() calls. */
 enum {
 	FR_OK = 0,
 	FR_EOF,		/* clean end of input before the frame's first byte */
@@ -76,7 +231,8 @@ enum {
 	FR_TOOBIG,	/* more than max bytes buffered without a terminator */
 	FR_TIMEOUT,	/* idle timeout or frame deadline passed */
 	FR_BADFRAME,	/* malformed: wrong terminator, not whole blocks */
-	FR_ERROR	/* read/write error or internal failure; see why */
+	FR_ERROR,	/* read/write error or internal failure; see why */
+	FR_INTR		/* *io->stop was set (a signal) while waiting */
 };
 
 struct frameio {
@@ -91,12 +247,27 @@ struct frameio {
 	unsigned char	*plain;		/* last decrypted frame, NUL-ended */
 	size_t		 plaincap;
 	EVP_CIPHER_CTX	*enc, *dec;	/* NULL until frame_setkey() */
-	const char	*why;		/* reason for the last FR_ERROR */
+	int		 noise;		/* secure mode's records from now */
+	struct noise_cipher tx, rx;	/* their ciphers (frame_set_noise) */
+	int		 keep;		/* keep a copy of plaintext frames */
+	unsigned char	*kept;		/* ... here: the Noise prologue */
+	size_t		 keptlen, keptcap;
+	int		 eof;		/* the peer's end of input was read */
+	int		 drain;		/* read input while waiting to write */
+	int		 wsock;		/* wfd is a socket */
+	int		 timedout;	/* a wait ran out of time */
+	const sigset_t	*waitmask;	/* signal mask while waiting, or NULL */
+	volatile sig_atomic_t *stop;	/* when set: waits end, FR_INTR */
+	const char	*why;		/* reason for the last failure */
 };
 
 /*
  * Sets up io over rfd/wfd with an idle timeout in seconds (0: none).
- * Returns 0, or -1 when out of memory.
+ * Every wait is a ppoll(2) under io->waitmask; a program that must end
+ * cleanly on a signal blocks it, points waitmask at a mask without it
+ * and stop at the flag its handler sets: a wait then ends with FR_INTR
+ * (frame_flush: -1, why "interrupted").  Returns 0, or -1 when out of
+ * memory.
  */
 int	frame_init(struct frameio *io, int rfd, int wfd, int timeout_sec);
 /* Wipes and frees everything io holds; io may be reused after frame_init. */
@@ -104,89 +275,150 @@ void	frame_free(struct frameio *io);
 /*
  * Sets a deadline, seconds from now, that no read waits past (0 clears
  * it): the handler's login phase.  Frames already buffered are still
- * served.  Returns 1 if a deadline is set and has passed, else 0.
+ * served.  frame_deadline_passed() is 1 once a set deadline has passed.
  */
 void	frame_set_deadline(struct frameio *io, int seconds);
 int	frame_deadline_passed(const struct frameio *io);
-/* Switches io to AES-256-ECB with key (32 bytes); key is copied. */
+/* Switches io to AES-256-ECB with key (32 bytes, not kept by io); stops
+ * keeping plaintext frames. */
 int	frame_setkey(struct frameio *io, const unsigned char *key);
+/*
+ * Switches io to secure mode's records (usmtp(7), SECURE MODE) with the
+ * two transport ciphers of a finished Noise handshake, which io takes
+ * over (*tx and *rx are left without a key).  From then on FT_CIPHER
+ * and FT_CIPHER_DOT frames travel as transport messages: split into
+ * pieces with a flag byte, no padding, no terminator; attachment content
+ * is exactly its size.  Also stops keeping plaintext frames.
+ */
+void	frame_set_noise(struct frameio *io, struct noise_cipher *tx,
+	    struct noise_cipher *rx);
 
 /*
  * Reads one frame of kind type whose payload (terminator excluded) may
  * be at most max bytes.  Pending output is flushed before any wait.
  * FT_CIPHER*: the payload is decrypted, trailing spaces are stripped and
  * *data points at the plaintext (NUL-terminated; it may contain NULs, so
- * use *len).  Other kinds: *data is the raw payload.  *data stays valid
- * until the next frame_* call.
+ * use *len); in secure mode the frame is reassembled from its records,
+ * its content as sent, and max is checked as they arrive.  FT_RECORD:
+ * one handshake message, raw.  Other kinds: *data is the raw payload.
+ * *data stays valid until the next frame_* call.  With io->keep set,
+ * plaintext frames read or written (FT_PLAIN*), terminators included,
+ * are appended to io->kept in the order they pass.  In secure mode a
+ * record that fails authentication, a length out of range or a bad flag
+ * is FR_BADFRAME with io->why.
  */
 int	frame_read(struct frameio *io, enum ftype type, size_t max,
 	    unsigned char **data, size_t *len);
-
 /*
- * Reads exactly n raw bytes of counted data (PROTOCOL.md 6) and passes
- * them on in pieces of at most STREAM_CHUNK_BYTES: sink(arg, p, len)
- * returning -1 stops the read (FR_ERROR, io->why left to the caller).
- * The bytes are passed raw (still encrypted); see aes_stream below.
+ * Reads exactly n raw bytes and passes them on in pieces of at most
+ * STREAM_CHUNK_BYTES: sink(arg, p, len) returning -1 stops the read
+ * (FR_ERROR).  Each piece waits at most one idle timeout.
  */
-int	frame_read_counted(struct frameio *io, size_t n,
+int	frame_read_counted(struct frameio *io, uint64_t n,
 	    int (*sink)(void *arg, const unsigned char *p, size_t len),
+	    void *arg);
+/*
+ * Reads an attachment's content of n bytes as announced by its header
+ * (usmtp(7), Attachments): decrypts it, strips the padding (cut to size
+ * bytes when size >= 0, the header's Size:, else trailing spaces
+ * dropped) and hands the plaintext to sink in pieces; then checks that
+ * the last 4 bytes are CRLFCRLF.  n - 4 must be a multiple of 16 and
+ * size at most n - 4 (the caller has checked the header).  FR_OK;
+ * FR_BADFRAME for a wrong tail (the stream is out of step); FR_TRUNC,
+ * FR_TIMEOUT; FR_ERROR when sink returned -1 or decryption failed.
+ */
+int	frame_read_content(struct frameio *io, uint64_t n, int64_t size,
+	    int (*sink)(void *arg, const unsigned char *p, size_t len),
+	    void *arg);
+/*
+ * The length to announce in an attachment header for a file of size
+ * bytes sent with frame_write_content(): ciphertext plus CRLFCRLF.
+ */
+uint64_t frame_content_length(const struct frameio *io, uint64_t size,
+	    enum fpad pad);
+/*
+ * Sends the content of an attachment: size bytes read from fd, padded,
+ * encrypted (when a key is set) and ended as usmtp(7), Attachments
+ * says, in pieces of STREAM_CHUNK_BYTES, each written out before the
+ * next is read; progress(arg, bytes sent), if not NULL, after each.
+ * 0; -1 when writing failed (io->why); -2 when reading fd failed or it
+ * ended early (io->why, errno).
+ */
+int	frame_write_content(struct frameio *io, int fd, uint64_t size,
+	    enum fpad pad, void (*progress)(void *arg, uint64_t done),
 	    void *arg);
 
 /*
  * Queues one frame: text plus terminator.  With a key set, FT_CIPHER and
- * FT_CIPHER_DOT pad text with 1..16 spaces (PROTOCOL.md 2, "always pad")
- * and encrypt it.  FT_KEY and FT_PLAIN* are sent as given.
- * Returns 0 or -1 (io->why).
+ * FT_CIPHER_DOT pad text with 1..16 spaces (usmtp(7), Framing, "always
+ * pad") and encrypt it; frame_write_padded() pads as pad says.  FT_KEY
+ * and FT_PLAIN* are sent as given.  Returns 0 or -1 (io->why).
  */
 int	frame_write(struct frameio *io, enum ftype type, const void *text,
 	    size_t len);
-/* Queues raw bytes as they are (counted data, test harness). */
+int	frame_write_padded(struct frameio *io, enum ftype type,
+	    const void *text, size_t len, enum fpad pad);
+/* Queues raw bytes as they are. */
 int	frame_write_raw(struct frameio *io, const void *p, size_t len);
-/* Writes out everything queued.  Returns 0 or -1 (io->why). */
+/*
+ * Writes out everything queued, within one idle timeout and never past
+ * the deadline of frame_set_deadline() (the descriptor should be
+ * non-blocking, or a write may wait longer).  With io->drain set, input
+ * that arrives meanwhile is buffered for the next frame_read().  Returns
+ * 0 or -1 (io->why).
+ */
 int	frame_flush(struct frameio *io);
 /* Bytes read but not yet consumed by a frame. */
 size_t	frame_pending(const struct frameio *io);
 
-/*
- * AES-256-ECB over a stream of whole blocks, for attachment content.
- * aes_stream_update() takes any length; it keeps a partial block back.
- */
-struct aes_stream {
-	EVP_CIPHER_CTX	*ctx;
+/* dial.c */
+
+/* Kinds of failure of the dial_*() calls, for the caller's exit status. */
+enum {
+	DIAL_OK = 0,
+	DIAL_UNAVAILABLE,	/* cannot be reached: bad name, refused... */
+	DIAL_TEMPFAIL,		/* might work later: timeout, unreachable */
+	DIAL_PROTOCOL,		/* the server sent something unusable */
+	DIAL_UNTRUSTED,		/* certificate chain, dates or name refused */
+	DIAL_INTERNAL		/* out of memory and the like */
 };
-int	aes_stream_init(struct aes_stream *s, const unsigned char *key,
-	    int encrypt);
-/* out must hold len + 16 bytes; *outlen is set. */
-int	aes_stream_update(struct aes_stream *s, const unsigned char *in,
-	    size_t len, unsigned char *out, size_t *outlen);
-void	aes_stream_free(struct aes_stream *s);
-
-/* Whole-buffer AES-256-ECB without padding; len a multiple of 16. */
-int	aes_ecb(const unsigned char *key, int encrypt,
-	    const unsigned char *in, size_t len, unsigned char *out);
 
 /*
- * Loads a PEM private key.  Refuses a file that group or others may read
- * (checked with fstat on the open descriptor).  Returns NULL and *why.
+ * Connects to host (a name or an address literal) and port, trying each
+ * address for at most timeout_ms.  Returns a non-blocking socket, or -1
+ * with *kind (DIAL_UNAVAILABLE or DIAL_TEMPFAIL) and *why.
  */
-EVP_PKEY *crypto_load_key(const char *path, const char **why);
+int	dial_tcp(const char *host, const char *port, int timeout_ms,
+	    int *kind, const char **why);
 /*
- * Reads the first PEM certificate block of path into a malloc'd string
- * ("-----BEGIN CERTIFICATE-----" .. "-----END CERTIFICATE-----\n").
+ * Runs cmd with /bin/sh -c, its standard input and output one end of a
+ * socket pair; returns the other end (non-blocking) and the child's pid,
+ * or -1 (*why).
  */
-char	*crypto_read_cert_pem(const char *path, size_t *len, const char **why);
-/* RSA-OAEP, SHA-256 and MGF1-SHA-256, empty label (PROTOCOL.md 3). */
-int	crypto_rsa_decrypt(EVP_PKEY *key, const unsigned char *in,
-	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
-int	crypto_rsa_encrypt(EVP_PKEY *pub, const unsigned char *in,
-	    size_t inlen, unsigned char *out, size_t outsz, size_t *outlen);
-/* Fills buf with n random bytes; 0 or -1. */
-int	crypto_random(void *buf, size_t n);
+int	dial_exec(const char *cmd, pid_t *pid, const char **why);
+/* Waits for the child *pid (if any, then sets it to -1): 0 and *status,
+ * or -1 when there is none. */
+int	dial_reap(pid_t *pid, int *status);
+/* Loads the trusted CA certificates of a PEM file.  NULL and *why. */
+X509_STORE *dial_load_ca(const char *path, const char **why);
+/*
+ * Finds the PEM certificate in a 202 reply frame (usmtp(7), Handshake:
+ * "202 algos valid" and the PEM, white space between allowed) and
+ * verifies its chain and dates against store, its purpose (an extended
+ * key usage, where present, must allow serverAuth) and, when host is
+ * not NULL, that it is valid for host (a name, or an address literal).
+ * Returns the certificate, or NULL with *kind (DIAL_PROTOCOL,
+ * DIAL_UNTRUSTED, DIAL_INTERNAL) and *why.
+ */
+X509	*dial_verify_cert(X509_STORE *store, const unsigned char *frame,
+	    size_t len, const char *host, int *kind, const char **why);
+/* The RSA-2048 public key of a verified certificate.  NULL and *why. */
+EVP_PKEY *dial_rsa_key(X509 *cert, const char **why);
 
 /* auth.c */
 
 /*
- * Checks address syntax (PROTOCOL.md 5: local@domain, one '@', no spaces
+ * Checks address syntax (usmtp(7), Login: local@domain, one '@', no spaces
  * or control characters, dot-separated domain labels) and writes the
  * lower-cased address to out (outsz >= ADDR_MAX + 1).  0 or -1.
  */
@@ -199,8 +431,11 @@ struct userdb *auth_open(const char *path, const char **why);
 void	auth_close(struct userdb *db);
 /*
  * Checks a password for a normalized address in constant time; an
- * unknown address costs the same work (a dummy hash).  Returns 1 when
- * good, 0 when wrong or unknown, -1 on a database error (*why).
+ * unknown address costs the same work: it is checked against the
+ * database's parameter record (below), whose parameters are those of the
+ * newest password record written.  Returns 1 when good, 0 when wrong or
+ * unknown, -1 on a database error (*why), also for every address when
+ * the parameter record is malformed.
  */
 int	auth_check(struct userdb *db, const char *addr, const char *pw,
 	    size_t pwlen, const char **why);
@@ -218,6 +453,12 @@ int	auth_lookup(struct userdb *db, const char *addr, char *maildir,
  * "$scrypt$ln=COST,r=8,p=1$SALT$HASH": COST is log2 of scrypt's N, SALT
  * (16 random bytes) and HASH (32 bytes) in standard base64 with padding.
  * Records keep their own parameters, so the cost can be raised later.
+ * One more record, key "@params" (never an address: no local part), is
+ * no user's: a password record with the parameters of the newest one
+ * written and a random salt and hash, which unknown addresses are
+ * checked against.  Lookups, auth_foreach() and auth_update() never
+ * show it.  A database without it (made before it existed) checks
+ * unknown addresses at AUTH_COST_DEFAULT.
  */
 #define AUTH_COST_DEFAULT	14	/* N = 2^14, r = 8: 16 MiB, ~50 ms */
 #define AUTH_COST_MIN		1	/* tests and benchmarks only */
@@ -254,13 +495,21 @@ enum auth_op {
  * into a new file "path.tmpXXXXXX" (mode 0640; the old file's owner and
  * group kept where permitted), fsyncs it and rename(2)s it over path, so
  * readers open the old or the new file, never a half-written one.
- * AUTH_ADD creates path when missing.  addr must be normalized.  Returns
- * 0 when done; 1 when nothing changed because addr already exists
- * (AUTH_ADD) or is unknown (AUTH_PASSWD, AUTH_DEL, also when path is
- * missing); -1 (*why).
+ * AUTH_ADD creates path when missing.  AUTH_ADD and AUTH_PASSWD also
+ * set the parameter record from hash's parameters.  addr must be
+ * normalized; hash a well-formed password record.  Returns 0 when done;
+ * 1 when nothing changed because addr already exists (AUTH_ADD) or is
+ * unknown (AUTH_PASSWD, AUTH_DEL, also when path is missing); -1 (*why).
  */
 int	auth_update(const char *path, enum auth_op op, const char *addr,
 	    const char *hash, const char *maildir, const char **why);
+/*
+ * Creates an empty database at path, like auth_update(), holding only
+ * the parameter record for scrypt cost (AUTH_COST_MIN..AUTH_COST_MAX).
+ * 0 when made; 1 when path is already a database (left as it is);
+ * -1 (*why), also when path exists but is no database.
+ */
+int	auth_init(const char *path, int cost, const char **why);
 /*
  * Calls fn(arg, addr, maildir) for every user in database order (not
  * sorted); maildir is "" when none.  fn returning -1 stops the walk.
@@ -316,45 +565,179 @@ void	mail_abort(struct mail *m);
 /* throttle.c */
 
 /*
- * Failed logins per source address across connections (issue 7), in a
- * fixed-size state file shared by all handler processes under flock(2):
- * THROTTLE_SLOTS entries, each address in one of THROTTLE_PROBE slots
- * after a salted hash, the least recent one evicted when they are all
- * in use.  The file is 64 + THROTTLE_SLOTS * 32 bytes, never more.
+ * Failed logins across connections (usmtp(7), Login), in a fixed-size
+ * state file shared by all handler processes under flock(2): per client
+ * address (IPv4; IPv6 /64), per network (IPv4 /24; IPv6 /48) and per
+ * account.  THROTTLE_SLOTS entries, each key in one of THROTTLE_PROBE
+ * slots after a salted hash; a throttled entry is evicted only when all
+ * of them hold throttled entries.  The file is 64 + THROTTLE_SLOTS * 32
+ * bytes, never more.  An account is not refused, it is slowed down:
+ * after THROTTLE_ACCOUNT_FREE failures each login of it waits
+ * THROTTLE_DELAY_FIRST_MS, doubling with every further failure up to
+ * THROTTLE_DELAY_MAX_MS, before its password is checked.
  */
-#define THROTTLE_SLOTS		4096
+#define THROTTLE_SLOTS		8192
 #define THROTTLE_PROBE		8
+#define THROTTLE_DB_DEFAULT	"/var/lib/usmtp/throttle.db"
+#define THROTTLE_ACCOUNT_FREE	5	/* failures of an account, no delay */
+#define THROTTLE_DELAY_FIRST_MS	250	/* the delay after those... */
+#define THROTTLE_DELAY_MAX_MS	4000	/* ...doubling up to this */
+
+enum {
+	THROTTLE_ADDR = 1,	/* an IPv4 address, an IPv6 /64 */
+	THROTTLE_NET,		/* an IPv4 /24, an IPv6 /48 */
+	THROTTLE_ACCOUNT	/* a login address, stored hashed */
+};
 
 struct throttle_key {
-	unsigned char	 addr[16];	/* IPv4 as ::ffff:a.b.c.d; IPv6 /64 */
-	char		 text[52];	/* "192.0.2.1", "2001:db8::/64" */
+	int		 kind;		/* THROTTLE_* */
+	unsigned char	 id[16];	/* address or prefix (IPv4 as
+					 * ::ffff:a.b.c.d), zeros past it */
+	char		 text[ADDR_MAX + 1];	/* "192.0.2.1",
+					 * "2001:db8::/64", "192.0.2.0/24",
+					 * "2001:db8::/48", or the account;
+					 * an account with text "": id is
+					 * its stored hash (a listed entry) */
+};
+
+/* One file and the limits in force. */
+struct throttle {
+	const char	*path;
+	unsigned	 max;		/* failures per address, 0: none */
+	unsigned	 net_max;	/* failures per network, 0: none */
+	unsigned	 window;	/* seconds: failures further apart
+					 * start a new count */
+	const char	*repaired;	/* set by a call that found the file
+					 * damaged and replaced it with an
+					 * empty one: what was wrong; the
+					 * caller logs it and may clear it */
 };
 
 /*
- * Makes the key of a peer as the handler logs it ("192.0.2.1:4711",
+ * Makes the keys of a peer as the handler logs it ("192.0.2.1:4711",
  * "[2001:db8::1]:4711", "[::ffff:192.0.2.1]:4711", without a port too):
- * an IPv4 address (also when mapped into IPv6) as it is, an IPv6 address
- * cut to its /64.  1 when done; 0 when peer has no network address
- * ("local"): such peers are not throttled.
+ * *addr an IPv4 address (also when mapped into IPv6) or an IPv6 /64,
+ * *net its /24 or /48.  1 when done; 0 when peer has no network address
+ * ("local"): such peers are throttled by account only.
  */
-int	throttle_key(const char *peer, struct throttle_key *k);
+int	throttle_peer(const char *peer, struct throttle_key *addr,
+	    struct throttle_key *net);
 /*
- * Looks k up in the file at path (never created here): *failures gets
- * its failures that still count at time now (the last less than window
- * seconds before).  Returns 1 when *failures >= max (max 0: never), 0
- * when not or when there is no file, -1 (*why) when the file cannot be
- * read or is not ours; the caller then lets the login go on (fail open).
+ * Makes the key of an address or prefix as an administrator writes it:
+ * "192.0.2.1", "2001:db8::1" (its /64), "192.0.2.0/24", "192.0.2.1/32",
+ * "2001:db8:1::/48", "2001:db8:1:2::/64"; host bits are ignored.  0, or
+ * -1 when s is none of these.
  */
-int	throttle_check(const char *path, const struct throttle_key *k,
-	    unsigned max, unsigned window, time_t now, unsigned *failures,
+int	throttle_parse(const char *s, struct throttle_key *k);
+/* Makes the key of a (normalized) login address.  0, or -1 if too long. */
+int	throttle_account(const char *account, struct throttle_key *k);
+/*
+ * 1 when failures of a key of kind are at their limit: an address at
+ * t->max, a network at t->net_max (refused), an account at
+ * THROTTLE_ACCOUNT_FREE (slowed down).
+ */
+int	throttle_limited(const struct throttle *t, int kind,
+	    unsigned failures);
+/* The delay, in milliseconds, before an account with failures may have
+ * its password checked: 0, then THROTTLE_DELAY_FIRST_MS doubling. */
+unsigned throttle_delay_ms(unsigned failures);
+/*
+ * Looks the n keys up in t->path (never created here; a damaged file is
+ * replaced, see t->repaired): failures[i] gets the failures of keys[i]
+ * that still count at time now (the last less than t->window seconds
+ * before).  Returns 1 when an address or network key is at its limit, 0
+ * when none is or there is no file, -1 (*why) when the file cannot be
+ * used; the caller then lets the login go on (fail open).
+ */
+int	throttle_check(struct throttle *t, const struct throttle_key *keys,
+	    size_t n, time_t now, unsigned *failures, const char **why);
+/*
+ * Counts one failed login of each of the n keys at time now, all under
+ * one lock, creating the file (mode 0600, made whole under a temporary
+ * name and linked into place) when missing and replacing a damaged one
+ * (t->repaired): a failure t->window or more seconds after the last one
+ * starts a new count.  failures[i] gets keys[i]'s new count.  Also
+ * writes t's limits into the file for throttle_list().  0 or -1 (*why).
+ */
+int	throttle_fail(struct throttle *t, const struct throttle_key *keys,
+	    size_t n, time_t now, unsigned *failures, const char **why);
+
+struct throttle_entry {
+	struct throttle_key key;	/* an account's text is "" unless
+					 * it was one of the names given */
+	unsigned	 failures;
+	time_t		 last;		/* the last failure */
+	unsigned	 left;		/* seconds until it no longer counts */
+};
+/*
+ * For usmtp-users: sets t's limits to those the handlers last wrote into
+ * t->path and calls fn(arg, entry) for every entry throttled at time now
+ * (refused, or an account slowed down), in file order.  An account entry
+ * whose hash is that of one of the nnames names (normalized addresses)
+ * gets that name as its text.  Shared lock; never creates or repairs.
+ * fn returning -1 stops the walk.  0 (also when there is no file) or -1
+ * (*why).
+ */
+int	throttle_list(struct throttle *t, time_t now,
+	    const char *const *names, size_t nnames,
+	    int (*fn)(void *arg, const struct throttle_entry *e), void *arg,
 	    const char **why);
 /*
- * Counts one failed login of k at time now, creating the file (mode
- * 0600) if missing: a failure window or more seconds after the last one
- * starts a new count.  *failures gets the new count.  0 or -1 (*why).
+ * Clears k's entry (an account by name, or by id with text ""), or with
+ * k NULL every entry, under the handlers' exclusive lock; never creates
+ * or repairs.  *cleared gets the number of entries cleared.  0 (also
+ * when there is no file) or -1 (*why).
  */
-int	throttle_fail(const char *path, const struct throttle_key *k,
-	    unsigned window, time_t now, unsigned *failures,
+int	throttle_clear(struct throttle *t, const struct throttle_key *k,
+	    unsigned *cleared, const char **why);
+
+/* proxy.c */
+
+/*
+ * The PROXY protocol header of a load balancer (HAProxy's specification,
+ * versions 1 and 2), read when the handler runs with --proxy-protocol.
+ */
+#define PROXY_V1_MAX_BYTES	107	/* the longest v1 line, CRLF included */
+#define PROXY_MAX_BYTES		(16 + 65535)	/* v2: fixed part + length */
+#define PROXY_TIMEOUT_MS	5000	/* connect to the header's last byte */
+#define PROXY_PEER_BYTES	56	/* "[" IPv6 text(45) "]:" port NUL */
+
+enum {
+	PROXY_BAD = -1,		/* malformed: drop the connection */
+	PROXY_MORE = 0,		/* a header so far: more bytes needed */
+	PROXY_DONE = 1		/* a whole, valid header */
+};
+
+struct proxy_hdr {
+	size_t		 len;	/* DONE: the header's bytes; MORE: the
+				 * least the whole header can be */
+	int		 version;	/* 1 or 2; 0 when not yet known */
+	int		 local;	/* DONE without a client address (v2 LOCAL,
+				 * UNSPEC or UNIX, v1 UNKNOWN): use the
+				 * connection's own peer */
+	char		 peer[PROXY_PEER_BYTES];	/* the client, as the
+				 * handler logs peers ("192.0.2.1:4711",
+				 * "[2001:db8::1]:4711", IPv4-mapped IPv6
+				 * as IPv4); "" when local */
+};
+
+/*
+ * Parses the len bytes at p, which start a connection (bytes after the
+ * header may follow).  Returns PROXY_DONE with h filled in, PROXY_MORE
+ * when p is a valid beginning (h->len: at least this many bytes), or
+ * PROXY_BAD and *why.  v2 TLVs are checked for fit and skipped; a v1
+ * line is refused once 107 bytes hold no CRLF.  Pure: no I/O.
+ */
+int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
+	    const char **why);
+/*
+ * Reads the header from the socket fd, taking exactly its bytes (looked
+ * at with MSG_PEEK first, so what follows stays for the frame layer),
+ * waiting at most timeout_ms in all; EINTR is retried.  0 and h (as
+ * PROXY_DONE), or -1 and *why: malformed, timed out, closed, or fd is
+ * not a socket.  Never reads a byte past the header.
+ */
+int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
 
 /* replay.c */
@@ -444,12 +827,189 @@ int	limit_sessions(struct limit *l, unsigned max, unsigned *busy,
  * LIMIT_STRESS_DEN or more; max 0: never), else 0. */
 int	limit_stressed(unsigned busy, unsigned max);
 
-/* usmtp-handler.c, fuzz builds only (tests/fuzz) */
-#ifdef USMTP_FUZZ
-#include <setjmp.h>
-#define USMTP_FUZZ_KEY	"usmtp-fuzz-session-key-32-bytes!"
-extern jmp_buf	usmtp_fuzz_jmp;	/* longjmp'd to with exit status + 1 */
-int	usmtp_handler_main(int argc, char *argv[]);
-#endif
+/* clientconf.c */
+
+/*
+ * The client's configuration file, in msmtp's syntax (msmtp(1)):
+ * "key value" lines (the value is the rest of the line, blanks trimmed,
+ * one pair of enclosing double quotes removed; an empty value unsets the
+ * key; no "=", no trailing comments), whole-line "#" comments, a
+ * "defaults" section and "account NAME [: A[,B...]]" sections.  An
+ * account starts as a copy of the defaults given before it, then takes
+ * every key set in A, B..., then its own; keys before the first section
+ * make an account "default".  Keys: host, port (1..65535), ca, user,
+ * password-file, password-command (the last of the two given wins; both
+ * in one section is an error), timeout (seconds, 0..86400), dialect
+ * (auto, document, reference), secure (prefer, require, off).  "~/"
+ * starts the home directory in ca and password-file.
+ */
+#define CONF_LINE_MAX_BYTES	4096
+#define CONF_FILE_MAX_BYTES	(1024 * 1024)
+#define CONF_TIMEOUT_MAX_SEC	86400
+#define CONF_PWCMD_TIMEOUT_SEC	120	/* suggested deadline of a command */
+#define CONF_PWCMD_OUTPUT_MAX_BYTES 65536
+
+enum conf_dialect {
+	CONF_DIALECT_UNSET = 0, CONF_DIALECT_AUTO, CONF_DIALECT_DOCUMENT,
+	CONF_DIALECT_REFERENCE
+};
+enum conf_secure {
+	CONF_SECURE_UNSET = 0, CONF_SECURE_PREFER, CONF_SECURE_REQUIRE,
+	CONF_SECURE_OFF
+};
+
+/* The chosen account's settings; unset ones are NULL, 0, -1 or UNSET. */
+struct clientconf {
+	char		*path;		/* the file read */
+	char		*account;	/* NULL: no account, the defaults */
+	int		 account_line;	/* its "account" line; 0: implicit */
+	char		*host;
+	int		 port;		/* 1..65535; 0 unset */
+	char		*ca;		/* "~/" expanded */
+	char		*user;
+	char		*password_file;	/* "~/" expanded */
+	char		*password_command;	/* at most one of the two */
+	int		 timeout;	/* seconds, 0..CONF_TIMEOUT_MAX_SEC
+					 * (0: none); -1 unset */
+	enum conf_dialect dialect;
+	enum conf_secure secure;
+};
+
+/*
+ * The default file: $XDG_CONFIG_HOME/usmtp/client.conf when that is an
+ * absolute path, else ~/.config/usmtp/client.conf ($HOME, else the
+ * password database's home).  malloc'd; NULL and *why when no home.
+ */
+char	*clientconf_path(const char **why);
+/*
+ * Reads the file at path and fills cf with the account named account,
+ * else the one named "default", else the first one, else the defaults
+ * section.  The file must be the user's own and closed to group and
+ * others (fstat on the open descriptor; the reason says the chmod to
+ * run).  Returns 0; 1 when path does not exist, required is 0 and no
+ * account was asked for (cf then holds nothing); -1 and *why, such as
+ * "FILE:LINE: unknown key 'hots'", for everything else.  *why stays
+ * valid until the next clientconf_* call.  Free cf with clientconf_free.
+ */
+int	clientconf_load(struct clientconf *cf, const char *path, int required,
+	    const char *account, const char **why);
+void	clientconf_free(struct clientconf *cf);
+/*
+ * The password: from cf->password_file, else by cf->password_command
+ * (a caller that merges its command line in sets one of them).  Returns
+ * 0 with the password NUL-terminated in pw (pwsz bytes) and its length
+ * in *pwlen; 1 when neither is set; -1 and *why (pw wiped).  An empty
+ * password is an error.
+ */
+int	clientconf_password(const struct clientconf *cf, int timeout_ms,
+	    char *pw, size_t pwsz, size_t *pwlen, const char **why);
+/*
+ * The first line of the file at path, CR LF cut, read with read(2) so no
+ * copy is left unwiped; the file is checked as clientconf_load checks
+ * its own.  0 or -1 (*why), as clientconf_password.
+ */
+int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
+	    size_t *pwlen, const char **why);
+/*
+ * Runs cmd with /bin/sh -c (standard input /dev/null, standard error
+ * inherited, no other descriptor) and takes the first line of what it
+ * prints, CR LF cut, like msmtp's passwordeval.  The command must exit 0
+ * and print a non-empty first line, and at most
+ * CONF_PWCMD_OUTPUT_MAX_BYTES, within timeout_ms (<= 0: no limit;
+ * CONF_PWCMD_TIMEOUT_SEC is a sensible one); else it is killed if
+ * still running, always reaped, and -1 (*why gives its exit status or
+ * signal).  0 or -1, as clientconf_password.
+ */
+int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
+	    size_t pwsz, size_t *pwlen, const char **why);
+
+/* msgin.c */
+
+/*
+ * Reads a whole RFC 5322 message, as the sendmail interface gets it on
+ * standard input, into what USMTP carries: the subject, From, the
+ * To/Cc/Bcc addresses, one text body and the attachments, decoded.  LF
+ * or CRLF line ends; a missing close delimiter is forgiven; every size
+ * is bounded by the caller's limits.
+ */
+#define MSGIN_HEADER_LINE_MAX_BYTES 65536	/* suggested limits */
+#define MSGIN_HEADER_COUNT_MAX	1000
+#define MSGIN_RCPT_MAX		1000
+#define MSGIN_DEPTH_MAX		16	/* multiparts within multiparts */
+#define MSGIN_BOUNDARY_MAX	70	/* RFC 2046 5.1.1: longer is an error */
+#define MSGIN_NAME_MAX_BYTES	255	/* an attachment's name, cut */
+
+struct msgin_limits {
+	size_t		 body_max;	/* the decoded body, bytes */
+	uint64_t	 attach_max;	/* one decoded attachment, bytes */
+	size_t		 attach_count_max;	/* MAX_ATTACHMENTS */
+	size_t		 header_line_max;	/* one unfolded field, bytes */
+	size_t		 header_count_max;	/* fields in one header */
+	size_t		 rcpt_max;	/* To, Cc and Bcc addresses together */
+	const char	*tmpdir;	/* NULL: $TMPDIR, else /tmp */
+};
+
+enum msgin_field { MSGIN_TO, MSGIN_CC, MSGIN_BCC };
+
+struct msgin_rcpt {
+	char		*addr;		/* the addr-spec, as written */
+	enum msgin_field field;
+};
+
+struct msgin_attachment {
+	int		 fd;		/* the content: unlinked file, at 0 */
+	char		*name;		/* UTF-8, no directory, no controls */
+	char		*type;		/* the part's, "image/png" */
+	uint64_t	 size;		/* bytes */
+};
+
+/* Why msgin_read failed; the sysexits(3) status for each in brackets. */
+enum msgin_error {
+	MSGIN_OK = 0,
+	MSGIN_EDATA,		/* the message: over a limit, malformed (65) */
+	MSGIN_EIO,		/* reading the input failed (74) */
+	MSGIN_ETEMP		/* memory, temporary files (75) */
+};
+
+struct msgin {
+	char		*subject;	/* UTF-8, no control characters; "" */
+	char		*from;		/* the first From address, or NULL */
+	struct msgin_rcpt *rcpt;	/* To, Cc, Bcc; each address once */
+	size_t		 nrcpt;
+	char		*body;		/* bodylen bytes and a NUL; LF ends */
+	size_t		 bodylen;
+	char		*body_charset;	/* as declared, lower case */
+	int		 body_utf8;	/* 1: the body is valid UTF-8 */
+	struct msgin_attachment *att;
+	size_t		 natt;
+	char		**dropped;	/* header fields USMTP cannot carry */
+	size_t		 ndropped;
+	size_t		 alternatives_dropped;	/* unused alternatives */
+	enum msgin_error error;		/* when msgin_read returns -1 */
+};
+
+/*
+ * Reads the message on fd to its end.  Subject: unfolded, RFC 2047
+ * words decoded (any charset iconv(3) knows; others stay as written),
+ * invalid UTF-8 as U+FFFD.  Addresses: the addr-specs of the address
+ * lists, display names, comments and groups dropped.  Body: the first
+ * text/plain part that is not an attachment (no "attachment"
+ * disposition, no file name), or the whole body of a message without
+ * MIME, transfer-decoded and converted to UTF-8 from its charset when
+ * iconv knows it.  Once a multipart/alternative has given the body its
+ * other parts are dropped (counted in alternatives_dropped); an HTML
+ * part that would have been the body is the attachment "message.html".
+ * Every other leaf part with content or a file name is an attachment,
+ * decoded into an unlinked file in limits->tmpdir, its name the
+ * sender's (RFC 2231, RFC 2047, directories cut) or "attachment-N.EXT".
+ * dropped names each top-level field other than From, To, Bcc, Subject,
+ * Date, MIME-Version and Content-* (Cc is read, and named there).
+ * 0, or -1 with *why and m->error (m then holds nothing else).  Free m
+ * with msgin_free.
+ */
+int	msgin_read(int fd, const struct msgin_limits *limits, struct msgin *m,
+	    const char **why);
+/* Closes the attachments' files and frees everything m holds. */
+void	msgin_free(struct msgin *m);
 
 #endif /* USMTP_H */

@@ -27,6 +27,23 @@ replay() {
 	run -0 replay session regressions/session
 }
 
+@test "the message reader fuzzer replays its seeds and regressions clean" {
+	run -0 replay msgin seeds/msgin
+	run -0 replay msgin regressions/msgin
+	[[ "$output" == *nul-in-header-address* ]]
+	[[ "$output" != *"runtime error"* ]]
+}
+
+@test "the PROXY header fuzzer replays its seeds and regressions clean" {
+	run -0 replay proxy seeds/proxy
+	run -0 replay proxy regressions/proxy
+}
+
+@test "the secure record fuzzer replays its seeds and regressions clean" {
+	run -0 replay record seeds/record
+	run -0 replay record regressions/record
+}
+
 @test "an empty plain frame can be the first thing queued (UBSan: memcpy to NULL)" {
 	run -0 replay frame regressions/frame
 	[[ "$output" == *empty-plain-write-ubsan* ]]

@@ -6,10 +6,10 @@ bats_require_minimum_version 1.5.0
 
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 TRANSCRIPTS=$TOP/tests/transcripts
-# The interoperability vectors live in ../shared/vectors next to a checkout
-# and are copied to tests/vectors; prefer the copy in the tree.
+# The reference client's recorded sessions (tests/vectors/README.md).
 VECTORS=$TOP/tests/vectors
-PATH=$TOP:$PATH
+# The programs, and the test harness tests/usmtp-script (never installed).
+PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
@@ -31,18 +31,20 @@ usmtp_keys() {
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
-# database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
-# handler command line, logging to stderr, with its own throttle file,
-# replay cache and slot file) and makes keys.  USMTP_WRAP,
-# when set, is put in front of HANDLER: "make check-valgrind" runs the
-# handler under valgrind that way.
+# database), MAIL (Maildir root), HLOG (handler log), HANDLER (the handler
+# command line, logging to stderr, with its own throttle file, replay
+# cache and slot file, and secure mode's key, as ssl/mkcerts sets a
+# server up) and HANDLER10 (the same without secure mode: a USMTP 1.0
+# server), and makes keys.  USMTP_WRAP, when set, is put in front of
+# both: "make check-valgrind" runs the handler under valgrind that way.
 usmtp_setup() {
 	usmtp_keys
 	T=$BATS_TEST_TMPDIR
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --timeout 10 --log-stderr"
+	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --timeout 10 --log-stderr"
+	HANDLER="$HANDLER10 --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 }
 
 # skip_if_sanitized: skips a test that measures memory or time, whose
@@ -64,10 +66,10 @@ add_user() {
 }
 
 # client_script NAME [handler options]: runs tests/transcripts/NAME.in
-# (or NAME itself when it is a path to a script) through a handler started
-# over a socket pair; prints the decrypted replies and the handler's exit
-# status.  Runs in tests/transcripts, so scripts name files/... relative
-# to it.  The handler log goes to $HLOG.
+# (or NAME itself when it is a path to a script) with usmtp-script through
+# a handler started over a socket pair; prints the decrypted replies and
+# the handler's exit status.  Runs in tests/transcripts, so scripts name
+# files/... relative to it.  The handler log goes to $HLOG.
 client_script() {
 	local name=$1 script
 	shift
@@ -75,8 +77,8 @@ client_script() {
 	*/*) script=$name ;;
 	*) script=$TRANSCRIPTS/$name.in ;;
 	esac
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$script" --exec "exec $HANDLER $* 2>>$HLOG")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		--exec "exec $HANDLER $* 2>>$HLOG" "$script")
 }
 
 # add_test_users: alice@example.org ("correct horse") and bob@example.org
@@ -180,4 +182,48 @@ xinetd_start() {
 	    -pidfile "$T/xinetd.pid" 2>>"$T/xinetd.log" &
 	XI_PID=$!
 	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
+}
+
+# syslog_start: a stand-in syslog daemon (tests/syslog-listen.py) whose
+# lines land in $T/syslog.log; sets SYSLOG_PID.  syslog(3) writes to
+# /dev/log: when the machine has none, the listener takes that name (and
+# syslog_stop removes it); when it has one, commands that must log to
+# the stand-in run through syslog_run, which binds the listener's socket
+# over /dev/log in a private mount namespace.
+syslog_start() {
+	SYSLOG_OWN=
+	if [ -e /dev/log ]; then
+		SYSLOG_SOCK=$T/log.sock
+	else
+		SYSLOG_SOCK=/dev/log
+		SYSLOG_OWN=1
+	fi
+	: >"$T/syslog.log"
+	$PY "$TOP/tests/syslog-listen.py" "$SYSLOG_SOCK" "$T/syslog.log" >"$T/syslog.ready" &
+	SYSLOG_PID=$!
+	local i=0
+	while ! grep -q ready "$T/syslog.ready" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.05; i=$((i + 1))
+	done
+	grep -q ready "$T/syslog.ready"
+}
+
+# syslog_run CMD...: runs CMD with syslog(3) going to syslog_start's
+# listener.
+syslog_run() {
+	if [ -n "$SYSLOG_OWN" ]; then
+		"$@"
+	else
+		unshare -m sh -c 'mount --bind "$0" /dev/log && exec "$@"' \
+		    "$SYSLOG_SOCK" "$@"
+	fi
+}
+
+# syslog_stop: stops the listener (and removes /dev/log if it made it).
+syslog_stop() {
+	stop_pid "${SYSLOG_PID:-}"
+	SYSLOG_PID=
+	if [ -n "${SYSLOG_OWN:-}" ]; then
+		rm -f /dev/log
+	fi
 }

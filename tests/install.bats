@@ -23,6 +23,7 @@ do_install() {
 	./usr/lib/systemd/system/usmtp@.service
 	./usr/sbin/usmtp-handler
 	./usr/sbin/usmtp-users
+	./usr/share/doc/usmtp/examples/haproxy.cfg
 	./usr/share/doc/usmtp/examples/inetd.conf
 	./usr/share/doc/usmtp/examples/mkcerts
 	./usr/share/doc/usmtp/examples/usmtp-sendmail.conf
@@ -52,6 +53,7 @@ do_install() {
 	644 ./usr/lib/systemd/system/usmtp@.service
 	755 ./usr/sbin/usmtp-handler
 	755 ./usr/sbin/usmtp-users
+	644 ./usr/share/doc/usmtp/examples/haproxy.cfg
 	644 ./usr/share/doc/usmtp/examples/inetd.conf
 	755 ./usr/share/doc/usmtp/examples/mkcerts
 	644 ./usr/share/doc/usmtp/examples/usmtp-sendmail.conf

@@ -24,8 +24,8 @@ setup() {
 record() {
 	mail_then "send subject: replayed?" "body data: one copy only" \
 	    "send 0" "send BYE" >"$T/session.script"
-	(cd "$TRANSCRIPTS" && usmtp-client --script "$T/session.script" \
-	    --encode "$1" --cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	(cd "$TRANSCRIPTS" && usmtp-script --encode "$1" \
+	    --cert "$KEYS/server.pem" --session-key "$T/key.hex" "$T/session.script")
 }
 
 # pipe_in IN OUT: IN into a new handler ($HANDLER), its output to OUT.
@@ -35,7 +35,7 @@ pipe_in() {
 
 # decoded OUT: the replies in the handler's output OUT.
 decoded() {
-	usmtp-client --decode "$1" --session-key "$T/key.hex"
+	usmtp-script --decode "$1" --session-key "$T/key.hex"
 }
 
 # delivered: how many messages bob has.

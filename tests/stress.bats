@@ -84,7 +84,8 @@ stall() {
 # send_from ADDR SUBJECT: one message, alice to bob, over TCP from ADDR.
 send_from() {
 	USMTP_PASSWORD="correct horse" timeout 30 usmtp-client \
-	    --exec "socat - TCP:127.0.0.1:$XPORT,bind=$1" --ca "$KEYS/ca.pem" \
+	    --secure off --exec "socat - TCP:127.0.0.1:$XPORT,bind=$1" \
+	    --ca "$KEYS/ca.pem" \
 	    -u alice@example.org -t bob@example.org -s "$2" <<<"through the stress"
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # users.bats -- usmtp-users(8): every subcommand, every refusal with its
-# exit status and message, the file mode, list output, what is stored,
-# and handlers' reads (usmtp-users check) while another add runs.
+# exit status and message, the file mode, list output, what is stored
+# (the parameter record too), options before and after the command, and
+# handlers' reads (usmtp-users check) while another add runs.
 
 load helpers
 
@@ -10,10 +11,13 @@ users() {
 	usmtp-users --db "$DB" "$@"
 }
 
-# rec_of ADDRESS: prints the database's bytes for ADDRESS's record (key
-# and value sit side by side in a GDBM bucket).
+# rec_of KEY: prints the database's bytes for KEY's password record, key
+# first.  Key and value sit side by side in a GDBM bucket and records one
+# after the other, so each match ends where a 32-byte hash does; awk cuts
+# off what came before the key.
 rec_of() {
-	strings -n 8 "$DB" | grep -F "$1"
+	grep -a -o -E '[^$[:cntrl:]]*\$scrypt\$[^$]*\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]{43}=' "$DB" |
+	    awk -v k="$1" '{ i = index($0, k "$scrypt"); if (i) print substr($0, i) }'
 }
 
 setup() {
@@ -23,8 +27,9 @@ setup() {
 
 @test "--help lists every subcommand and the cost range and exits 0" {
 	run -0 --separate-stderr usmtp-users --help
-	for w in add passwd del list check --db --maildir --password-stdin \
-	    '--cost N' '1..18'; do
+	for w in init add passwd del list check lockouts unlock --db \
+	    --maildir --password-stdin '--cost N' '1..18' --throttle-db \
+	    /var/lib/usmtp/throttle.db -h -V; do
 		[[ $output == *"$w"* ]] || { echo "missing: $w"; return 1; }
 	done
 	[ -z "$stderr" ]
@@ -33,6 +38,71 @@ setup() {
 @test "--version prints the version" {
 	run -0 usmtp-users --version
 	[ "$output" = "usmtp-users 1.0.0" ]
+}
+
+@test "-V prints the version and -h the usage, on standard output" {
+	run -0 --separate-stderr usmtp-users -V
+	[ "$output" = "usmtp-users 1.0.0" ] && [ -z "$stderr" ]
+	run -0 --separate-stderr usmtp-users -h
+	[[ ${lines[0]} == "usage: usmtp-users [--db FILE] init"* ]]
+	[ -z "$stderr" ]
+}
+
+@test "options may come before or after the command, also with POSIXLY_CORRECT" {
+	run -0 usmtp-users add --cost 1 --db "$DB" a@b --password-stdin <<<"pw"
+	run -0 usmtp-users --password-stdin --db="$DB" check a@b <<<"pw"
+	POSIXLY_CORRECT=1 run -0 usmtp-users check a@b --db "$DB" \
+	    --password-stdin <<<"pw"
+	run -0 usmtp-users list --db "$DB"
+	[ "$output" = a@b ]
+	# "--" ends the options: an address may then start with "-"
+	run -0 users add --password-stdin --cost 1 -- -x@b <<<"pw"
+	run -0 users list
+	[ "$output" = "$(printf '%s\n' -x@b a@b)" ]
+}
+
+@test "init creates an empty database with mode 0640 and the parameter record" {
+	run -0 --separate-stderr users init
+	[ -z "$output" ] && [ -z "$stderr" ]
+	run -0 stat -c %a "$DB"
+	[ "$output" = 640 ]
+	run -0 users list
+	[ -z "$output" ]
+	run -0 rec_of @params
+	[[ $output == '@params$scrypt$ln=14,r=8,p=1$'* ]]
+	run -1 users check a@b --password-stdin <<<"pw"
+}
+
+@test "init of an existing database says so, exits 0 and changes nothing" {
+	add_user alice@example.com apw
+	cp "$DB" "$T/before"
+	run -0 --separate-stderr users init --cost 5
+	[ "$output" = "usmtp-users: $DB: a database already, left as it is" ]
+	[ -z "$stderr" ]
+	cmp "$DB" "$T/before"
+	run -0 users check alice@example.com --password-stdin <<<"apw"
+}
+
+@test "init of a file that is no database fails with 74 and leaves it" {
+	echo "not a gdbm file" >"$DB"
+	run -74 --separate-stderr users init
+	[[ $stderr == "usmtp-users: $DB: "* ]]
+	[ "$(cat "$DB")" = "not a gdbm file" ]
+}
+
+@test "the parameter record takes the cost of the newest password set, and is no user" {
+	run -0 users init --cost 9
+	run -0 rec_of @params
+	[[ $output == '@params$scrypt$ln=9,'* ]]
+	add_user a@example.com pw
+	run -0 rec_of @params
+	[[ $output == '@params$scrypt$ln=1,'* ]]
+	run -0 users passwd a@example.com --password-stdin --cost 3 <<<"pw2"
+	run -0 rec_of @params
+	[[ $output == '@params$scrypt$ln=3,'* ]]
+	run -0 users list
+	[ "$output" = a@example.com ]
+	run -65 users check @params --password-stdin <<<"pw"
 }
 
 @test "add with --password-stdin creates the database with mode 0640" {
@@ -214,7 +284,17 @@ setup() {
 	run -64 --separate-stderr users passwd a@b --maildir /x
 	[[ $stderr == "usmtp-users: --maildir: only with add"* ]]
 	run -64 --separate-stderr users check a@b --cost 1
-	[[ $stderr == "usmtp-users: --cost: only with add and passwd"* ]]
+	[[ $stderr == "usmtp-users: --cost: only with init, add and passwd"* ]]
+	run -64 --separate-stderr users list -x
+	[[ $stderr == "usmtp-users: unknown option: -x"* ]]
+	run -64 --separate-stderr users init a@b
+	[[ $stderr == "usmtp-users: unexpected argument: a@b"* ]]
+	run -64 --separate-stderr users list --throttle-db /x
+	[[ $stderr == "usmtp-users: --throttle-db: only with lockouts and unlock"* ]]
+	run -64 --separate-stderr users unlock
+	[[ $stderr == "usmtp-users: unlock: missing ADDRESS|PREFIX|ACCOUNT|all"* ]]
+	run -64 --separate-stderr users lockouts all
+	[[ $stderr == "usmtp-users: unexpected argument: all"* ]]
 	run -64 --separate-stderr users list --bogus
 	[[ $stderr == "usmtp-users: unknown option: --bogus"* ]]
 	run -64 --separate-stderr usmtp-users list --db

@@ -1,8 +1,9 @@
 /*
  * auth-test.c -- unit tests of auth.c, TAP on stdout: address syntax
- * (PROTOCOL.md 5, Maildir path tricks), password records, the database
- * life cycle, equal work for unknown users, and readers opening the
- * database while usmtp-users rewrites it.  Run from the top of the tree
+ * (usmtp(7), Login; Maildir path tricks), password records, the database
+ * life cycle, equal work for unknown users (the parameter record at the
+ * newest user's cost), auth_init, and readers opening the database while
+ * usmtp-users rewrites it.  Run from the top of the tree
  * (it runs ./usmtp-users, or $USMTP_USERS, when that exists).
  */
 
@@ -36,6 +37,11 @@ static void	test_addr(void);
 static void	test_hash(void);
 static void	test_db(void);
 static void	test_timing(void);
+static void	test_params(void);
+static void	test_params_timing(void);
+static void	test_init(void);
+static int	params_cost(const char *);
+static void	put_raw(const char *, const char *, const char *);
 static void	test_concurrent(void);
 static void	test_locked(void);
 static double	now_ms(void);
@@ -206,6 +212,7 @@ test_db(void)
 	    "missing database: %s", why ? why : "(no reason)");
 	ok(stat(db, &st) == -1 && errno == ENOENT,
 	    "opening a missing database does not create it");
+	auth_hash("a pw", 4, 1, rec, sizeof(rec), &why);
 	ok(auth_update(db, AUTH_PASSWD, "a@b", rec, NULL, &why) == 1,
 	    "passwd on a missing database: unknown");
 	ok(auth_update(db, AUTH_DEL, "a@b", NULL, NULL, &why) == 1,
@@ -372,6 +379,213 @@ test_timing(void)
 	ok(right < 3 * wrong && wrong < 3 * right,
 	    "right password costs about as much as a wrong one");
 	auth_close(udb);
+}
+
+/*
+ * The cost (ln=) of the parameter record "@params" of the database at
+ * path, read with gdbm itself; -1 when there is none, -2 when it is not
+ * a password record.
+ */
+static int
+params_cost(const char *path)
+{
+	GDBM_FILE dbf;
+	datum key, val;
+	char buf[AUTH_HASH_MAX + 1];
+	int cost = -1;
+
+	if ((dbf = gdbm_open(path, 0, GDBM_READER, 0, NULL)) == NULL)
+		return -1;
+	key.dptr = (char *)"@params";
+	key.dsize = 7;
+	val = gdbm_fetch(dbf, key);
+	if (val.dptr != NULL) {
+		snprintf(buf, sizeof(buf), "%.*s", val.dsize, val.dptr);
+		if (sscanf(buf, "$scrypt$ln=%d,r=8,p=1$", &cost) != 1)
+			cost = -2;
+		free(val.dptr);
+	}
+	gdbm_close(dbf);
+	return cost;
+}
+
+/* Stores key = value in the database at path with gdbm itself. */
+static void
+put_raw(const char *path, const char *k, const char *v)
+{
+	GDBM_FILE dbf;
+	datum key, val;
+
+	if ((dbf = gdbm_open(path, 0, GDBM_WRCREAT, 0640, NULL)) == NULL)
+		abort();
+	key.dptr = (char *)(uintptr_t)k;
+	key.dsize = (int)strlen(k);
+	val.dptr = (char *)(uintptr_t)v;
+	val.dsize = (int)strlen(v);
+	if (gdbm_store(dbf, key, val, GDBM_REPLACE) != 0)
+		abort();
+	gdbm_close(dbf);
+}
+
+/*
+ * The parameter record: written by every add and passwd with the cost
+ * of the record written, kept by del, never shown as a user.
+ */
+static void
+test_params(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1], md[AUTH_MAILDIR_MAX + 1];
+	struct userdb *udb;
+	const char *why = NULL;
+	int count;
+
+	snprintf(db, sizeof(db), "%s/params.db", dir);
+	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "a@example.com", rec, NULL, &why) == 0,
+	    "add a user at cost 1");
+	ok(params_cost(db) == 1, "add writes the parameter record at the "
+	    "user's cost, 1 (%d)", params_cost(db));
+	auth_hash("pw", 2, 5, rec, sizeof(rec), &why);
+	auth_update(db, AUTH_ADD, "b@example.com", rec, NULL, &why);
+	ok(params_cost(db) == 5, "the newest record's cost wins: 5 (%d)",
+	    params_cost(db));
+	auth_hash("pw", 2, 3, rec, sizeof(rec), &why);
+	auth_update(db, AUTH_PASSWD, "a@example.com", rec, NULL, &why);
+	ok(params_cost(db) == 3, "passwd sets it too: 3 (%d)",
+	    params_cost(db));
+	auth_update(db, AUTH_DEL, "b@example.com", NULL, NULL, &why);
+	ok(params_cost(db) == 3, "del keeps it (%d)", params_cost(db));
+	ok(auth_update(db, AUTH_ADD, "@params", rec, NULL, &why) == -1,
+	    "the parameter record's key is refused as an address");
+	ok(auth_update(db, AUTH_ADD, "c@example.com", "$scrypt$ln=1,r=8",
+	    NULL, &why) == -1, "a malformed password record is refused");
+
+	if ((udb = auth_open(db, &why)) == NULL) {
+		ok(0, "auth_open: %s", why);
+		return;
+	}
+	count = 0;
+	ok(auth_foreach(udb, count_user, &count, &why) == 0 && count == 1,
+	    "foreach does not count it as a user (%d)", count);
+	ok(auth_lookup(udb, "@params", md, sizeof(md), &why) == 0,
+	    "a lookup does not find it");
+	ok(auth_check(udb, "@params", "pw", 2, &why) == 0,
+	    "a check does not accept it");
+	ok(auth_check(udb, "a@example.com", "pw", 2, &why) == 1 &&
+	    auth_check(udb, "nobody@example.com", "pw", 2, &why) == 0,
+	    "users still check, unknown addresses still fail");
+	auth_close(udb);
+
+	/* made before the parameter record existed */
+	snprintf(db, sizeof(db), "%s/old.db", dir);
+	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
+	put_raw(db, "old@example.com", rec);
+	udb = auth_open(db, &why);
+	ok(udb != NULL && auth_check(udb, "old@example.com", "pw", 2,
+	    &why) == 1 && auth_check(udb, "new@example.com", "pw", 2,
+	    &why) == 0, "a database without one still works");
+	auth_close(udb);
+
+	/* damaged: every check fails alike, lookups work, passwd mends */
+	put_raw(db, "@params", "$scrypt$ln=99,r=8,p=1$x$y");
+	udb = auth_open(db, &why);
+	ok(udb != NULL, "a malformed parameter record does not fail the "
+	    "open");
+	if (udb == NULL)
+		return;
+	why = NULL;
+	ok(auth_check(udb, "old@example.com", "pw", 2, &why) == -1 &&
+	    auth_check(udb, "new@example.com", "pw", 2, &why) == -1 &&
+	    why != NULL && strstr(why, "parameter record") != NULL,
+	    "but fails every check, known or not (%s)", why ? why : "");
+	ok(auth_lookup(udb, "old@example.com", md, sizeof(md), &why) == 1,
+	    "lookups still work");
+	auth_close(udb);
+	ok(auth_update(db, AUTH_PASSWD, "old@example.com", rec, NULL,
+	    &why) == 0 && params_cost(db) == 1, "passwd rewrites it");
+	udb = auth_open(db, &why);
+	ok(udb != NULL && auth_check(udb, "old@example.com", "pw", 2,
+	    &why) == 1, "and checks work again");
+	auth_close(udb);
+}
+
+/*
+ * An unknown address costs what a check of the newest user costs, also
+ * when that is not the default cost (it was always the default).
+ */
+static void
+test_params_timing(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1];
+	struct userdb *udb;
+	const char *why;
+	double known, unknown, cheap;
+	int i;
+
+	snprintf(db, sizeof(db), "%s/cost.db", dir);
+	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
+	auth_update(db, AUTH_ADD, "old@example.com", rec, NULL, &why);
+	auth_hash("pw", 2, 11, rec, sizeof(rec), &why);
+	ok(auth_update(db, AUTH_ADD, "new@example.com", rec, NULL,
+	    &why) == 0 && params_cost(db) == 11, "users at cost 1 and 11, "
+	    "the parameter record at 11 (%d)", params_cost(db));
+	if ((udb = auth_open(db, &why)) == NULL) {
+		ok(0, "auth_open: %s", why);
+		return;
+	}
+	known = unknown = cheap = 1e12;
+	for (i = 0; i < TIMING_ROUNDS; i++) {
+		known = dmin(known, check_ms(udb, "new@example.com", "no"));
+		unknown = dmin(unknown, check_ms(udb, "nobody@example.com",
+		    "no"));
+		cheap = dmin(cheap, check_ms(udb, "old@example.com", "no"));
+	}
+	printf("# check: cost 11 user %.2f ms, unknown %.2f ms, cost 1 user "
+	    "%.2f ms\n", known, unknown, cheap);
+	/* the default cost (14) is 8 times the work of cost 11: a margin
+	 * of 3 for a loaded machine still tells them apart */
+	ok(unknown < 3 * known && known < 3 * unknown,
+	    "an unknown address costs what the newest user costs");
+	ok(cheap * 8 < known, "an older user at cost 1 is checked at its own "
+	    "cost");
+	auth_close(udb);
+}
+
+static void
+test_init(void)
+{
+	char db[256], rec[AUTH_HASH_MAX + 1];
+	struct userdb *udb;
+	struct stat st;
+	const char *why = NULL;
+	int count = 0, fd;
+
+	snprintf(db, sizeof(db), "%s/init.db", dir);
+	ok(auth_init(db, 9, &why) == 0, "init makes a database");
+	ok(stat(db, &st) == 0 && (st.st_mode & 07777) == 0640,
+	    "mode 0640 (%o)", (unsigned)(st.st_mode & 07777));
+	ok(params_cost(db) == 9, "with the parameter record at the cost "
+	    "given (%d)", params_cost(db));
+	udb = auth_open(db, &why);
+	ok(udb != NULL && auth_foreach(udb, count_user, &count, &why) == 0 &&
+	    count == 0, "and no user (%d)", count);
+	ok(udb != NULL && auth_check(udb, "a@b", "pw", 2, &why) == 0,
+	    "an unknown address checks");
+	auth_close(udb);
+	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
+	auth_update(db, AUTH_ADD, "a@b", rec, NULL, &why);
+	ok(auth_init(db, 9, &why) == 1 && params_cost(db) == 1,
+	    "init of an existing database changes nothing");
+	ok(auth_init(db, 0, &why) == -1 && auth_init(db, AUTH_COST_MAX + 1,
+	    &why) == -1, "a cost out of range is refused");
+	snprintf(db, sizeof(db), "%s/init-garbage.db", dir);
+	if ((fd = open(db, O_WRONLY | O_CREAT | O_TRUNC, 0640)) == -1 ||
+	    write(fd, "not gdbm\n", 9) != 9)
+		abort();
+	close(fd);
+	why = NULL;
+	ok(auth_init(db, 9, &why) == -1 && why != NULL,
+	    "init of a file that is no database fails (%s)", why ? why : "");
 }
 
 static void
@@ -546,6 +760,9 @@ main(void)
 	test_hash();
 	test_db();
 	test_timing();
+	test_params();
+	test_params_timing();
+	test_init();
 	test_concurrent();
 	test_locked();
 	cleanup();

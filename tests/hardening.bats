@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# What an attacker can still try against a session, and what the handler
+# guarantees (usmtp-handler(8), SECURITY): a client that stops reading,
+# one that keeps the input full before logging in, a termination signal
+# in the middle of an attachment, no core dumps, and nothing of a
+# configuration error reaching a client under inetd.
+
+load helpers
+
+setup() {
+	usmtp_setup
+	add_test_users
+	SYSLOG_PID=
+}
+
+teardown() {
+	syslog_stop
+}
+
+# seconds_of "exit S after N.N" -> N (whole seconds)
+seconds_of() {
+	sed -n 's/.* after \([0-9]*\)\..*/\1/p' <<<"$1"
+}
+
+@test "a client that stops reading is cut off at the login deadline" {
+	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" noread \
+		"exec $HANDLER --login-timeout 3 2>>$HLOG" 4000000
+	[[ $output == "exit 1 after "* ]]
+	s=$(seconds_of "$output")
+	[ "$s" -ge 2 ] && [ "$s" -le 6 ]
+	grep -q 'reason="write timed out"\|end reason=login-timeout\|end reason=write' "$HLOG"
+}
+
+@test "a client that stops reading is cut off at the idle timeout" {
+	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" noread \
+		"exec ${HANDLER/--timeout 10/--timeout 2} --login-timeout 0 2>>$HLOG" \
+		4000000
+	[[ $output == "exit 1 after "* ]]
+	s=$(seconds_of "$output")
+	[ "$s" -ge 1 ] && [ "$s" -le 5 ]
+}
+
+@test "a client that keeps the input full is served only until the login deadline" {
+	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" flood \
+		"exec $HANDLER --login-timeout 2 2>>$HLOG"
+	[[ $output == "closed after "* ]]
+	[[ $output == *"last: 500 "* ]]
+	s=$(sed -n 's/^closed after \([0-9]*\)\..*/\1/p' <<<"$output")
+	[ "$s" -ge 1 ] && [ "$s" -le 4 ]
+	grep -q 'end reason=login-timeout code=500' "$HLOG"
+}
+
+@test "SIGTERM in the middle of an attachment leaves no file behind and logs end reason=signal" {
+	coproc HC { timeout 60 $PY "$TOP/tests/hostile-client.py" \
+		stall-attachment "exec $HANDLER 2>>$HLOG" \
+		alice@example.org "correct horse" bob@example.org; }
+	read -r -t 30 word pid <&"${HC[0]}"
+	[ "$word" = stalled ]
+	# the message is being written: a file in tmp/, none in new/
+	i=0
+	until [ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ] ||
+	    [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+	[ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/)" ]
+	kill -TERM "$pid"
+	read -r -t 30 line <&"${HC[0]}"
+	[[ $line == "exit 1 after "* ]]
+	[ -z "$(ls "$MAIL"/example.org/bob/Maildir/tmp/)" ]
+	[ -z "$(ls "$MAIL"/example.org/bob/Maildir/new/)" ]
+	grep -q 'end reason=signal state=S_ATT_DATA' "$HLOG"
+}
+
+@test "the handler allows itself no core dump" {
+	coproc HC { timeout 60 $PY "$TOP/tests/hostile-client.py" \
+		stall-attachment "exec $HANDLER 2>>$HLOG" \
+		alice@example.org "correct horse" bob@example.org; }
+	read -r -t 30 word pid <&"${HC[0]}"
+	[ "$word" = stalled ]
+	run grep '^Max core file size' "/proc/$pid/limits"
+	kill -TERM "$pid"
+	[[ $output == *" 0 "*" 0 "* ]]
+}
+
+# inetd_run ARGS...: runs the handler as inetd would, standard input,
+# output and error all one socket, and prints what the client received.
+inetd_run() {
+	$PY - "$@" <<-'EOF'
+	import socket, subprocess, sys
+	ours, theirs = socket.socketpair()
+	p = subprocess.Popen(sys.argv[1:], stdin=theirs, stdout=theirs,
+	    stderr=theirs)
+	theirs.close()
+	ours.settimeout(20)
+	data = b""
+	while True:
+	    d = ours.recv(65536)
+	    if not d:
+	        break
+	    data += d
+	p.wait()
+	print("status %d, %d bytes: %r" % (p.returncode, len(data), data))
+	EOF
+}
+
+@test "under inetd a bad option or configuration reaches syslog, never the client" {
+	syslog_start
+	run -0 syslog_run inetd_run usmtp-handler --no-such-option
+	[ "$output" = "status 64, 0 bytes: b''" ]
+	printf 'timeout = soon\n' >"$T/bad.conf"
+	run -0 syslog_run inetd_run usmtp-handler --config "$T/bad.conf"
+	[ "$output" = "status 78, 0 bytes: b''" ]
+	run -0 syslog_run inetd_run usmtp-handler --log-stderr --config /nonexistent
+	[ "$output" = "status 78, 0 bytes: b''" ]
+	grep -q 'usmtp-handler.*bad command line' "$T/syslog.log"
+	grep -q "usmtp-handler.*$T/bad.conf:1: timeout: bad value" "$T/syslog.log"
+	grep -q 'usmtp-handler.*/nonexistent: No such file' "$T/syslog.log"
+}
+
+@test "outside inetd a bad option is still explained on standard error" {
+	run -64 --separate-stderr usmtp-handler --no-such-option
+	[[ $stderr == *"usage: usmtp-handler"* ]]
+}
