@@ -43,7 +43,7 @@ usmtp_setup() {
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr"
+	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr --noise-cert none --noise-key none"
 	HANDLER="$HANDLER10 --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 }
 

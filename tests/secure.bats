@@ -17,6 +17,7 @@ setup() {
 
 teardown() {
 	stop_pid "$SA_PID"
+	[ -z "${MADE_ETC:-}" ] || rm -rf /etc/usmtp
 }
 
 # send [client options]: alice sends a mail to bob in batch mode; the
@@ -173,4 +174,16 @@ tampered() {
 	[ -z "$stderr" ]
 	grep -q 'handshake result=ok dialect=document security=1.0' "$HLOG"
 	! grep -q 'security=noise' "$HLOG"
+}
+
+@test "the handler takes secure mode's key from /etc/usmtp when both files are there, and none turns it off" {
+	[ ! -e /etc/usmtp ] || skip "/etc/usmtp exists on this machine; the test would change it"
+	mkdir -p /etc/usmtp
+	MADE_ETC=1
+	cp "$KEYS/server-x25519.pem" "$KEYS/server-x25519.key" /etc/usmtp/
+	H=${HANDLER10% --noise-cert none --noise-key none}
+	run -0 --separate-stderr send --secure require --exec "exec $H 2>>$HLOG" <<<"defaults"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"none"
+	[ "$(delivered)" -eq 1 ]
+	[ "$(grep -c 'handshake result=ok security=noise' "$HLOG")" -eq 1 ]
 }
