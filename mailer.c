@@ -94,6 +94,13 @@ static char	*path_join(const char *, const char *, const char *);
 static int	 maildir_open(struct mail *, const char *, const char *);
 static int	 maildir_commit(struct mail *, const char **);
 static int	 sendmail_open(struct mail *);
+static void	 sendmail_exec(struct mail *, int, const sigset_t *)
+		    __attribute__((noreturn));
+static int	 sendmail_spawn(struct mail *, pid_t *, int *,
+		    struct sigaction *, sigset_t *);
+static void	 sendmail_kill(pid_t, int *);
+static int	 sendmail_wait(struct mail *, pid_t, int *);
+static int	 sendmail_status(struct mail *, int, int);
 static int	 sendmail_commit(struct mail *, const char **);
 static void	 mail_free(struct mail *);
 
@@ -1170,34 +1177,20 @@ maildir_commit(struct mail *m, const char **why)
 }
 
 /*
- * Runs `sendmail -i -f SENDER -- RCPT` (no shell) with the message on
- * stdin and /dev/null as stdout and stderr (the handler's stdout is the
- * client), in its own process group, and waits at most m->timeout
- * seconds, then kills the group.  Exit status 0 is the only success.
+ * The child: default signal actions and the handler's signal mask, a
+ * process group of its own (a timeout kills all it starts), the message
+ * as stdin, /dev/null as stdout and stderr (the handler's stdout is the
+ * client), and nothing else open but the exec error pipe ep, moved to
+ * fd 3 and still close-on-exec: if execv fails, its errno goes there.
+ * Only async-signal-safe calls.
  */
-static int
-sendmail_commit(struct mail *m, const char **why)
+static void
+sendmail_exec(struct mail *m, int ep, const sigset_t *mask)
 {
-	struct sigaction	 dfl, oldchld;
-	struct timespec		 start, now, nap = { 0, 1000000 };
-	sigset_t		 all, old;
-	pid_t			 pid, w;
+	struct sigaction	 dfl;
 	char			*argv[7];
-	int			 status, ep[2], e = 0, null, rv = -1;
-	ssize_t			 n;
+	int			 s, null, e;
 
-	if (lseek(m->fd, 0, SEEK_SET) == -1)
-		return fail(m, errstr("rewind message", errno), why);
-	/* The handler is single-threaded: no fork between pipe and fcntl. */
-	if (pipe(ep) == -1)
-		return fail(m, errstr("pipe", errno), why);
-	if (fcntl(ep[0], F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(ep[1], F_SETFD, FD_CLOEXEC) == -1) {
-		e = errno;
-		close(ep[0]);
-		close(ep[1]);
-		return fail(m, errstr("pipe", e), why);
-	}
 	argv[0] = m->sendmail;
 	argv[1] = (char *)"-i";	/* a lone "." line is text, not the end */
 	argv[2] = (char *)"-f";
@@ -1205,92 +1198,137 @@ sendmail_commit(struct mail *m, const char **why)
 	argv[4] = (char *)"--";
 	argv[5] = m->rcpt;
 	argv[6] = NULL;
-	/*
-	 * With SIGCHLD ignored the kernel reaps the child and waitpid()
-	 * cannot see its status: restore the default while it runs.
-	 */
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
 	sigemptyset(&dfl.sa_mask);
-	(void)sigaction(SIGCHLD, &dfl, &oldchld);
-	sigfillset(&all);
-	(void)sigprocmask(SIG_BLOCK, &all, &old);
-	pid = fork();
-	if (pid == 0) {
-		/* Child: only async-signal-safe calls from here on. */
-		for (int s = 1; s < NSIG; s++)
-			(void)sigaction(s, &dfl, NULL);	/* SIGPIPE too */
-		(void)sigprocmask(SIG_SETMASK, &old, NULL);
-		(void)setpgid(0, 0);
-		null = open("/dev/null", O_RDWR);
-		if (null == -1 || dup2(m->fd, 0) == -1 ||
-		    dup2(null, 1) == -1 || dup2(null, 2) == -1)
-			goto child_fail;
-		/* The exec error pipe becomes fd 3, still close-on-exec. */
-		if (dup2(ep[1], 3) == -1 || fcntl(3, F_SETFD, FD_CLOEXEC) == -1)
-			goto child_fail;
-		ep[1] = 3;
+	for (s = 1; s < NSIG; s++)
+		(void)sigaction(s, &dfl, NULL);	/* SIGPIPE too */
+	(void)sigprocmask(SIG_SETMASK, mask, NULL);
+	(void)setpgid(0, 0);
+	null = open("/dev/null", O_RDWR);
+	if (null != -1 && dup2(m->fd, 0) != -1 && dup2(null, 1) != -1 &&
+	    dup2(null, 2) != -1 && dup2(ep, 3) != -1 &&
+	    fcntl(3, F_SETFD, FD_CLOEXEC) != -1) {
+		ep = 3;
 #ifdef SYS_close_range
 		/* Keep nothing else of the handler's open (keys, db). */
 		(void)syscall(SYS_close_range, 4U, ~0U, 0U);
 #endif
 		execv(argv[0], argv);
-child_fail:
-		e = errno;
-		if (write(ep[1], &e, sizeof(e)) == -1)
-			_exit(127);
-		_exit(127);
 	}
 	e = errno;
-	(void)sigprocmask(SIG_SETMASK, &old, NULL);
-	close(ep[1]);
-	if (pid == -1) {
-		close(ep[0]);
-		(void)sigaction(SIGCHLD, &oldchld, NULL);
-		return fail(m, errstr("fork", e), why);
+	if (write(ep, &e, sizeof(e)) == -1)
+		_exit(127);
+	_exit(127);
+}
+
+/*
+ * Starts sendmail (sendmail_exec) with SIGCHLD at its default action:
+ * with SIGCHLD ignored the kernel reaps the child and waitpid() cannot
+ * see its status.  *pid gets the child, *ep the read end of the exec
+ * error pipe, *oldchld and *oldmask what sendmail_restore() puts back.
+ * 0, or -1 (m failed) with nothing running and nothing to restore.
+ */
+static int
+sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
+    struct sigaction *oldchld, sigset_t *oldmask)
+{
+	struct sigaction	 dfl;
+	sigset_t		 all;
+	int			 p[2], e;
+
+	/* The handler is single-threaded: no fork between pipe and fcntl. */
+	if (pipe(p) == -1)
+		return fail(m, errstr("pipe", errno), NULL);
+	if (fcntl(p[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    fcntl(p[1], F_SETFD, FD_CLOEXEC) == -1) {
+		e = errno;
+		close(p[0]);
+		close(p[1]);
+		return fail(m, errstr("pipe", e), NULL);
 	}
-	(void)setpgid(pid, pid);	/* as the child does: no race */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	(void)sigaction(SIGCHLD, &dfl, oldchld);
+	/* No handler of ours may run in the child before it resets them. */
+	sigfillset(&all);
+	(void)sigprocmask(SIG_BLOCK, &all, oldmask);
+	*pid = fork();
+	if (*pid == 0)
+		sendmail_exec(m, p[1], oldmask);	/* does not return */
+	e = errno;
+	(void)sigprocmask(SIG_SETMASK, oldmask, NULL);
+	close(p[1]);
+	if (*pid == -1) {
+		close(p[0]);
+		(void)sigaction(SIGCHLD, oldchld, NULL);
+		return fail(m, errstr("fork", e), NULL);
+	}
+	(void)setpgid(*pid, *pid);	/* as the child does: no race */
+	*ep = p[0];
+	return 0;
+}
+
+/* Kills sendmail's process group and reaps sendmail: *status is set. */
+static void
+sendmail_kill(pid_t pid, int *status)
+{
+	(void)kill(-pid, SIGKILL);
+	(void)kill(pid, SIGKILL);
+	while (waitpid(pid, status, 0) == -1 && errno == EINTR)
+		;
+}
+
+/*
+ * Waits for sendmail at most m->timeout seconds, then kills its group.
+ * 0 and *status when it ended in time; -1 (m failed) when it was killed
+ * or waitpid failed.
+ */
+static int
+sendmail_wait(struct mail *m, pid_t pid, int *status)
+{
+	struct timespec	 start, now, nap = { 0, 1000000 };
+	pid_t		 w;
+	int		 n;
+
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		w = waitpid(pid, &status, WNOHANG);
+		w = waitpid(pid, status, WNOHANG);
 		if (w == pid)
-			break;
+			return 0;
 		if (w == -1 && errno != EINTR) {
-			e = errno;
-			(void)kill(-pid, SIGKILL);
-			(void)kill(pid, SIGKILL);
-			(void)waitpid(pid, &status, 0);
-			close(ep[0]);
-			(void)sigaction(SIGCHLD, &oldchld, NULL);
-			return fail(m, errstr("waitpid", e), why);
+			n = errno;
+			sendmail_kill(pid, status);
+			return fail(m, errstr("waitpid", n), NULL);
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= m->timeout) {
-			(void)kill(-pid, SIGKILL);
-			(void)kill(pid, SIGKILL);
-			while (waitpid(pid, &status, 0) == -1 &&
-			    errno == EINTR)
-				;
-			close(ep[0]);
-			(void)sigaction(SIGCHLD, &oldchld, NULL);
-			n = snprintf(whybuf, sizeof(whybuf), "sendmail timed "
-			    "out after %d s, killed", m->timeout);
-			return fail(m, n < 0 ? "sendmail timed out" : whybuf,
-			    why);
-		}
+		if (now.tv_sec - start.tv_sec >= m->timeout)
+			break;
 		nanosleep(&nap, NULL);
 		if (nap.tv_nsec < 50000000)	/* back off to 50 ms */
 			nap.tv_nsec *= 2;
 	}
-	(void)sigaction(SIGCHLD, &oldchld, NULL);
-	/* The group may still hold children (postdrop): leave them be. */
-	n = read(ep[0], &e, sizeof(e));
-	close(ep[0]);
-	if (n == (ssize_t)sizeof(e))
-		return fail(m, errstr("cannot run sendmail", e), why);
+	sendmail_kill(pid, status);
+	n = snprintf(whybuf, sizeof(whybuf), "sendmail timed out after %d s, "
+	    "killed", m->timeout);
+	return fail(m, n < 0 ? "sendmail timed out" : whybuf, NULL);
+}
+
+/*
+ * How sendmail ended: e, the errno of its failed execv (0: it ran), or
+ * its wait status.  0 only for exit status 0; else -1 (m failed).
+ */
+static int
+sendmail_status(struct mail *m, int status, int e)
+{
+	int	 n;
+
+	if (e != 0)
+		return fail(m, errstr("cannot run sendmail", e), NULL);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		rv = 0;
-	else if (WIFEXITED(status))
+		return 0;
+	if (WIFEXITED(status))
 		n = snprintf(whybuf, sizeof(whybuf), "sendmail exited with "
 		    "status %d%s", WEXITSTATUS(status),
 		    WEXITSTATUS(status) == 75 ? " (temporary failure)" :
@@ -1300,8 +1338,37 @@ child_fail:
 		    "signal %d", WTERMSIG(status));
 	else
 		n = snprintf(whybuf, sizeof(whybuf), "sendmail failed");
-	if (rv == -1)
-		return fail(m, n < 0 ? "sendmail failed" : whybuf, why);
+	return fail(m, n < 0 ? "sendmail failed" : whybuf, NULL);
+}
+
+/*
+ * Runs `sendmail -i -f SENDER -- RCPT` (no shell) with the message on
+ * stdin, waits at most m->timeout seconds for it, then kills its
+ * process group.  Exit status 0 is the only success.
+ */
+static int
+sendmail_commit(struct mail *m, const char **why)
+{
+	struct sigaction	 oldchld;
+	sigset_t		 oldmask;
+	pid_t			 pid;
+	ssize_t			 n;
+	int			 ep, status, e = 0, rv;
+
+	if (lseek(m->fd, 0, SEEK_SET) == -1)
+		return fail(m, errstr("rewind message", errno), why);
+	if (sendmail_spawn(m, &pid, &ep, &oldchld, &oldmask) == -1)
+		return fail(m, NULL, why);
+	rv = sendmail_wait(m, pid, &status);
+	(void)sigaction(SIGCHLD, &oldchld, NULL);
+	/* The group may still hold children (postdrop): leave them be. */
+	while ((n = read(ep, &e, sizeof(e))) == -1 && errno == EINTR)
+		;
+	close(ep);
+	if (n != (ssize_t)sizeof(e))
+		e = 0;
+	if (rv == -1 || sendmail_status(m, status, e) == -1)
+		return fail(m, NULL, why);
 	return 0;
 }
 
