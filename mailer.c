@@ -41,7 +41,7 @@
 #define TEXT_LINE_MAX	998	/* RFC 5322 2.1.1, for 7bit */
 #define NAME_MAX_BYTES	200	/* attachment file names are cut here */
 #define PARAM_SEG_CHARS	60	/* RFC 2231 continuation segment */
-#define SENDMAIL_DEFAULT_SEC 300 /* when conf gives no bound */
+#define SENDMAIL_DEFAULT_MS (300 * 1000) /* when conf gives no bound */
 
 struct mail {
 	int		 fd;		/* the message being built */
@@ -50,7 +50,7 @@ struct mail {
 	char		*tmppath;	/* Maildir: DIR/tmp/NAME; else NULL */
 	char		*newpath;	/* Maildir: DIR/new/NAME */
 	char		*sendmail;	/* sendmail path, or NULL */
-	int		 timeout;	/* sendmail bound, seconds */
+	long		 timeout_ms;	/* sendmail bound, milliseconds */
 	char		 sender[ADDR_MAX + 1];
 	char		 rcpt[ADDR_MAX + 1];
 	char		 boundary[64];	/* "" for a single-part message */
@@ -98,6 +98,7 @@ static void	 sendmail_exec(struct mail *, int, const sigset_t *)
 		    __attribute__((noreturn));
 static int	 sendmail_spawn(struct mail *, pid_t *, int *,
 		    struct sigaction *, sigset_t *);
+static long long now_ms(void);
 static void	 sendmail_kill(pid_t, int *);
 static int	 sendmail_wait(struct mail *, pid_t, int *);
 static int	 sendmail_status(struct mail *, int, int);
@@ -1035,8 +1036,8 @@ mail_begin(const struct mail_conf *conf, const char *sender,
 		}
 	}
 	if (conf->sendmail != NULL && *conf->sendmail != '\0') {
-		m->timeout = conf->sendmail_timeout > 0 ?
-		    conf->sendmail_timeout : SENDMAIL_DEFAULT_SEC;
+		m->timeout_ms = conf->sendmail_timeout_ms > 0 ?
+		    conf->sendmail_timeout_ms : SENDMAIL_DEFAULT_MS;
 		if ((m->sendmail = strdup(conf->sendmail)) == NULL) {
 			fail(m, "out of memory", why);
 			goto bad;
@@ -1223,11 +1224,12 @@ sendmail_exec(struct mail *m, int ep, const sigset_t *mask)
 }
 
 /*
- * Starts sendmail (sendmail_exec) with SIGCHLD at its default action:
- * with SIGCHLD ignored the kernel reaps the child and waitpid() cannot
- * see its status.  *pid gets the child, *ep the read end of the exec
- * error pipe, *oldchld and *oldmask what sendmail_restore() puts back.
- * 0, or -1 (m failed) with nothing running and nothing to restore.
+ * Starts sendmail (sendmail_exec) with SIGCHLD at its default action
+ * (with SIGCHLD ignored the kernel reaps the child and waitpid() cannot
+ * see its status) and blocked, for sendmail_wait's sigtimedwait.  *pid
+ * gets the child, *ep the read end of the exec error pipe, *oldchld and
+ * *oldmask what to put back once it is reaped.  0, or -1 (m failed) with
+ * nothing running and the signal state put back.
  */
 static int
 sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
@@ -1235,6 +1237,7 @@ sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
 {
 	struct sigaction	 dfl;
 	sigset_t		 all;
+	sigset_t		 chld;
 	int			 p[2], e;
 
 	/* The handler is single-threaded: no fork between pipe and fcntl. */
@@ -1258,11 +1261,14 @@ sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
 	if (*pid == 0)
 		sendmail_exec(m, p[1], oldmask);	/* does not return */
 	e = errno;
-	(void)sigprocmask(SIG_SETMASK, oldmask, NULL);
+	chld = *oldmask;
+	(void)sigaddset(&chld, SIGCHLD);
+	(void)sigprocmask(SIG_SETMASK, &chld, NULL);
 	close(p[1]);
 	if (*pid == -1) {
 		close(p[0]);
 		(void)sigaction(SIGCHLD, oldchld, NULL);
+		(void)sigprocmask(SIG_SETMASK, oldmask, NULL);
 		return fail(m, errstr("fork", e), NULL);
 	}
 	(void)setpgid(*pid, *pid);	/* as the child does: no race */
@@ -1280,19 +1286,36 @@ sendmail_kill(pid_t pid, int *status)
 		;
 }
 
+/* Milliseconds on the monotonic clock (never set back, unlike time()). */
+static long long
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
- * Waits for sendmail at most m->timeout seconds, then kills its group.
- * 0 and *status when it ended in time; -1 (m failed) when it was killed
- * or waitpid failed.
+ * Waits for sendmail until m->timeout_ms have passed on the monotonic
+ * clock, woken by its SIGCHLD (blocked by sendmail_spawn; a SIGCHLD
+ * that comes before sigtimedwait stays pending), then kills its group:
+ * never before the bound, a millisecond or two after it.  0 and
+ * *status when it ended in time; -1 (m failed) when it was killed or
+ * waitpid failed.
  */
 static int
 sendmail_wait(struct mail *m, pid_t pid, int *status)
 {
-	struct timespec	 start, now, nap = { 0, 1000000 };
+	struct timespec	 ts;
+	sigset_t	 chld;
+	long long	 deadline, left;
 	pid_t		 w;
 	int		 n;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
+	(void)sigemptyset(&chld);
+	(void)sigaddset(&chld, SIGCHLD);
+	deadline = now_ms() + m->timeout_ms;
 	for (;;) {
 		w = waitpid(pid, status, WNOHANG);
 		if (w == pid)
@@ -1302,16 +1325,17 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 			sendmail_kill(pid, status);
 			return fail(m, errstr("waitpid", n), NULL);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= m->timeout)
+		/* now_ms() is cut to whole ms: left < 0 is past the bound. */
+		if ((left = deadline - now_ms()) < 0)
 			break;
-		nanosleep(&nap, NULL);
-		if (nap.tv_nsec < 50000000)	/* back off to 50 ms */
-			nap.tv_nsec *= 2;
+		left++;
+		ts.tv_sec = (time_t)(left / 1000);
+		ts.tv_nsec = (long)(left % 1000) * 1000000;
+		(void)sigtimedwait(&chld, NULL, &ts);	/* or EAGAIN, EINTR */
 	}
 	sendmail_kill(pid, status);
-	n = snprintf(whybuf, sizeof(whybuf), "sendmail timed out after %d s, "
-	    "killed", m->timeout);
+	n = snprintf(whybuf, sizeof(whybuf), "sendmail timed out after %ld ms, "
+	    "killed", m->timeout_ms);
 	return fail(m, n < 0 ? "sendmail timed out" : whybuf, NULL);
 }
 
@@ -1343,8 +1367,8 @@ sendmail_status(struct mail *m, int status, int e)
 
 /*
  * Runs `sendmail -i -f SENDER -- RCPT` (no shell) with the message on
- * stdin, waits at most m->timeout seconds for it, then kills its
- * process group.  Exit status 0 is the only success.
+ * stdin, waits at most m->timeout_ms for it, then kills its process
+ * group.  Exit status 0 is the only success.
  */
 static int
 sendmail_commit(struct mail *m, const char **why)
@@ -1361,6 +1385,7 @@ sendmail_commit(struct mail *m, const char **why)
 		return fail(m, NULL, why);
 	rv = sendmail_wait(m, pid, &status);
 	(void)sigaction(SIGCHLD, &oldchld, NULL);
+	(void)sigprocmask(SIG_SETMASK, &oldmask, NULL);
 	/* The group may still hold children (postdrop): leave them be. */
 	while ((n = read(ep, &e, sizeof(e))) == -1 && errno == EINTR)
 		;

@@ -249,7 +249,7 @@ int	auth_foreach(struct userdb *db,
 struct mail_conf {
 	const char	*maildir;	/* template: %u %d %a %%, or NULL */
 	const char	*sendmail;	/* path, or NULL for Maildir delivery */
-	int		 sendmail_timeout;	/* seconds */
+	long		 sendmail_timeout_ms;	/* <= 0: 300 s */
 	const char	*hostname;	/* for Received:, Message-ID:, names */
 	const char	*peer;		/* client address for Received: */
 	const char	*session_id;	/* for Received: id */

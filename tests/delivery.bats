@@ -64,6 +64,47 @@ script_to() {
 	[ -z "$(ls -A "$(pf_maildir bob)/new" 2>/dev/null)" ]
 }
 
+# slow_sendmail FILE SECONDS: writes a fake sendmail to FILE that reads
+# the message, sleeps SECONDS, then delivers it as a file of its own in
+# $T/out/, and appends the fraction of the monotonic second in which it
+# started to $T/starts.
+slow_sendmail() {
+	mkdir -p "$T/out"
+	cat >"$1" <<-EOF
+	#!$PY
+	import os, sys, time
+	start = time.clock_gettime(time.CLOCK_MONOTONIC)
+	msg = sys.stdin.buffer.read()
+	time.sleep($2)
+	with open("$T/out/%d" % os.getpid(), "wb") as f:
+	    f.write(msg)
+	with open("$T/starts", "a") as f:
+	    f.write("%.3f\\n" % (start % 1))
+	EOF
+	chmod +x "$1"
+}
+
+@test "a 0.3 s sendmail under --sendmail-timeout 1 delivers once every time, also across a second boundary" {
+	# A timeout in whole seconds fired as soon as the monotonic clock's
+	# second ticked over: a sendmail started in the last 0.3 s of a
+	# second was killed (451) and a client retry could deliver twice.
+	# At least 5 runs, and on until one sendmail started in that part of
+	# a second.
+	slow_sendmail "$T/sm" 0.3
+	script_to bob@usmtp.test "$VECTORS/session-1/note-b.txt" > "$T/s.in"
+	runs=0 late=0
+	while [ $runs -lt 40 ] && { [ $late -lt 1 ] || [ $runs -lt 5 ]; }; do
+		runs=$((runs + 1))
+		run -0 client_script "$T/s.in" --sendmail "$T/sm" --sendmail-timeout 1
+		[ "${lines[-2]}" = "220 Email was sent" ]
+		[ "$(find "$T/out" -type f | wc -l)" -eq $runs ]
+		late=$(awk '$1 > 0.7' "$T/starts" | wc -l)
+	done
+	echo "# $runs runs, $late started after x.7 s" >&3
+	[ $late -ge 1 ]
+	[ "$(grep -c 'deliver .* where=sendmail result=ok' "$HLOG")" -eq $runs ]
+}
+
 # rss_for SIZE: peak RSS (KiB) of the handler receiving a SIZE attachment
 # into a Maildir; checks the attachment arrived whole.
 rss_for() {
