@@ -42,14 +42,16 @@
 #define NAME_MAX_BYTES	200	/* attachment file names are cut here */
 #define PARAM_SEG_CHARS	60	/* RFC 2231 continuation segment */
 #define SENDMAIL_DEFAULT_MS (300 * 1000) /* when conf gives no bound */
+#define WHY_BYTES	1024	/* a reason; a longer one is cut, "..." */
+#define WHY_TAIL_BYTES	192	/* of it kept for what follows a path */
 
 struct mail {
 	int		 fd;		/* the message being built */
 	int		 failed;	/* set on the first error: sticky */
-	const char	*err;		/* reason for failed */
 	char		*tmppath;	/* Maildir: DIR/tmp/NAME; else NULL */
 	char		*newpath;	/* Maildir: DIR/new/NAME */
 	char		*sendmail;	/* sendmail path, or NULL */
+	char		*spool;		/* sendmail: the (unlinked) file's name */
 	long		 timeout_ms;	/* sendmail bound, milliseconds */
 	char		 sender[ADDR_MAX + 1];
 	char		 rcpt[ADDR_MAX + 1];
@@ -71,7 +73,9 @@ static int	 out_flush(struct mail *);
 static int	 out_write(struct mail *, const void *, size_t);
 static int	 out_str(struct mail *, const char *);
 static int	 fail(struct mail *, const char *, const char **);
-static const char *errstr(const char *, int);
+static void	 why_add(size_t *, const char *, int, size_t);
+static const char *why_path(const char *, const char *, const char *,
+		    const char *);
 static size_t	 utf8_next(const unsigned char *, size_t, uint32_t *);
 static char	*clean_text(const char *, size_t, int);
 static int	 write_headers(struct mail *, const struct mail_conf *,
@@ -87,13 +91,19 @@ static char	*safe_name(const char *, size_t, int);
 static void	 b64_group(const unsigned char *, size_t, char *);
 static int	 b64_block(struct mail *, const unsigned char *, size_t);
 static int	 random_hex(char *, size_t);
-static char	*maildir_path(const struct mail_conf *, const char *,
+static char	*maildir_path(struct mail *, const struct mail_conf *,
 		    const char *);
-static int	 mkdirs(char *);
+static int	 mkdirs(struct mail *, char *);
 static char	*path_join(const char *, const char *, const char *);
+static int	 maildir_dirs(struct mail *, const char *);
+static void	 maildir_host(const char *, char *, size_t);
 static int	 maildir_open(struct mail *, const char *, const char *);
 static int	 maildir_commit(struct mail *, const char **);
 static int	 sendmail_open(struct mail *);
+static int	 addr_safe(const char *);
+static int	 make_boundary(struct mail *);
+static int	 open_destination(struct mail *, const struct mail_conf *,
+		    const char *);
 static void	 sendmail_exec(struct mail *, int, const sigset_t *)
 		    __attribute__((noreturn));
 static int	 sendmail_spawn(struct mail *, pid_t *, int *,
@@ -105,26 +115,82 @@ static int	 sendmail_status(struct mail *, int, int);
 static int	 sendmail_commit(struct mail *, const char **);
 static void	 mail_free(struct mail *);
 
-static char	whybuf[256];	/* formatted reasons; one message at a time */
+/*
+ * The reason of the message that failed, handed out through *why: it
+ * stays valid until the next mail_begin() (one message at a time).
+ * Reasons are formatted in fmtbuf and copied here by fail().
+ */
+static char	whybuf[WHY_BYTES];
+static char	fmtbuf[WHY_BYTES];
 
 static const char b64chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Formats "what: strerror(e)" into whybuf. */
-static const char *
-errstr(const char *what, int e)
+/*
+ * Appends s to fmtbuf at *n, up to end (at most sizeof(fmtbuf)); with
+ * esc, each byte outside '!'..'~', and '"' and '\\', as \\xNN.  What
+ * does not fit is cut and marked "...".
+ */
+static void
+why_add(size_t *n, const char *s, int esc, size_t end)
 {
-	int	n;
+	const unsigned char	*p;
+	char			 x[5];
+	size_t			 k;
 
-	n = snprintf(whybuf, sizeof(whybuf), "%s: %s", what, strerror(e));
-	if (n < 0 || (size_t)n >= sizeof(whybuf))
-		return what;
-	return whybuf;
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		x[0] = (char)*p;
+		k = 1;
+		if (esc && (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'))
+			k = (size_t)snprintf(x, sizeof(x), "\\x%02x", *p);
+		if (*n + k + sizeof("...") > end) {
+			if (*n + sizeof("...") <= end) {
+				memcpy(fmtbuf + *n, "...", sizeof("..."));
+				*n += sizeof("...") - 1;
+			}
+			return;
+		}
+		memcpy(fmtbuf + *n, x, k);
+		*n += k;
+		fmtbuf[*n] = '\0';
+	}
 }
 
 /*
- * Marks m failed (the first reason sticks: later calls keep returning
- * -1 cheaply) and hands the reason to *why.
+ * Formats a reason that points at the fix, "OP PATH: WHAT: DETAIL"
+ * ("Maildir mkdir /var/mail/example.org: Permission denied"), without
+ * the parts that are NULL, into fmtbuf.  PATH comes from the
+ * configuration, the user database or a validated address, never from
+ * raw client bytes; it is escaped all the same, as the handler escapes
+ * client text, so that it cannot break the log line.  A very long PATH
+ * is cut so that WHAT and DETAIL still fit.
+ */
+static const char *
+why_path(const char *op, const char *path, const char *what,
+    const char *detail)
+{
+	size_t	 n = 0;
+
+	fmtbuf[0] = '\0';
+	why_add(&n, op, 0, sizeof(fmtbuf));
+	if (path != NULL) {
+		why_add(&n, " ", 0, sizeof(fmtbuf));
+		why_add(&n, path, 1, sizeof(fmtbuf) - WHY_TAIL_BYTES);
+	}
+	if (what != NULL) {
+		why_add(&n, ": ", 0, sizeof(fmtbuf));
+		why_add(&n, what, 0, sizeof(fmtbuf));
+	}
+	if (detail != NULL) {
+		why_add(&n, ": ", 0, sizeof(fmtbuf));
+		why_add(&n, detail, 0, sizeof(fmtbuf));
+	}
+	return fmtbuf;
+}
+
+/*
+ * Marks m failed, keeping reason in whybuf (the first reason sticks:
+ * later calls keep returning -1 cheaply), and hands it to *why.
  */
 static int
 fail(struct mail *m, const char *reason, const char **why)
@@ -133,10 +199,10 @@ fail(struct mail *m, const char *reason, const char **why)
 		reason = "internal error";
 	if (m != NULL && !m->failed) {
 		m->failed = 1;
-		m->err = reason;
+		(void)snprintf(whybuf, sizeof(whybuf), "%s", reason);
 	}
 	if (why != NULL)
-		*why = m != NULL ? m->err : reason;
+		*why = m != NULL ? whybuf : reason;
 	return -1;
 }
 
@@ -155,8 +221,10 @@ out_flush(struct mail *m)
 			continue;
 		if (n <= 0) {
 			m->outlen = 0;
-			return fail(m, errstr("write message",
-			    n == 0 ? EIO : errno), NULL);
+			return fail(m, why_path(m->tmppath != NULL ?
+			    "Maildir write" : "write temporary file",
+			    m->tmppath != NULL ? m->tmppath : m->spool, NULL,
+			    strerror(n == 0 ? EIO : errno)), NULL);
 		}
 		off += (size_t)n;
 	}
@@ -809,25 +877,34 @@ random_hex(char *out, size_t outsz)
 
 /*
  * The recipient's Maildir: rcpt_maildir, or the template with %u (local
- * part), %d (domain), %a (address), %% (a percent).  NULL on an unknown
- * escape or when there is no Maildir at all.
+ * part), %d (domain), %a (address) of m->rcpt and %% (a percent).  NULL
+ * (m failed) when there is no Maildir at all, on an unknown escape, or
+ * when the path would be too long.
  */
 static char *
-maildir_path(const struct mail_conf *conf, const char *rcpt,
+maildir_path(struct mail *m, const struct mail_conf *conf,
     const char *rcpt_maildir)
 {
-	const char	*t, *at, *v;
+	const char	*t, *at, *v, *rcpt = m->rcpt;
 	char		*out;
 	size_t		 n = 0, vl;
 
-	if (rcpt_maildir != NULL && *rcpt_maildir != '\0')
-		return strdup(rcpt_maildir);
-	if (conf->maildir == NULL || *conf->maildir == '\0')
+	if (rcpt_maildir != NULL && *rcpt_maildir != '\0') {
+		if ((out = strdup(rcpt_maildir)) == NULL)
+			fail(m, "out of memory", NULL);
+		return out;
+	}
+	if (conf->maildir == NULL || *conf->maildir == '\0') {
+		fail(m, "no Maildir: no template and none of the user's own",
+		    NULL);
 		return NULL;
+	}
 	if ((at = strrchr(rcpt, '@')) == NULL)
 		at = rcpt + strlen(rcpt);
-	if ((out = malloc(PATH_MAX)) == NULL)
+	if ((out = malloc(PATH_MAX)) == NULL) {
+		fail(m, "out of memory", NULL);
 		return NULL;
+	}
 	for (t = conf->maildir; *t != '\0'; t++) {
 		v = t;
 		vl = 1;
@@ -850,11 +927,17 @@ maildir_path(const struct mail_conf *conf, const char *rcpt,
 				break;
 			default:
 				free(out);
+				fail(m, why_path("Maildir template", conf->maildir,
+				    "bad template: % takes u, d, a or %", NULL),
+				    NULL);
 				return NULL;
 			}
 		}
 		if (n + vl >= PATH_MAX) {
 			free(out);
+			fail(m, why_path("Maildir template", conf->maildir,
+			    "the path is too long for this recipient", NULL),
+			    NULL);
 			return NULL;
 		}
 		memcpy(out + n, v, vl);
@@ -864,25 +947,30 @@ maildir_path(const struct mail_conf *conf, const char *rcpt,
 	return out;
 }
 
-/* mkdir -p, mode 0700 for what it creates; path is restored. */
+/*
+ * mkdir -p, mode 0700 for what it creates; path is restored.  -1 (m
+ * failed) names the directory that could not be made.
+ */
 static int
-mkdirs(char *path)
+mkdirs(struct mail *m, char *path)
 {
-	char	*p;
+	char	*p, c;
 
-	for (p = path + 1; *p != '\0'; p++) {
-		if (*p != '/')
+	for (p = path + 1; ; p++) {
+		if (*p != '/' && *p != '\0')
 			continue;
+		c = *p;
 		*p = '\0';
 		if (mkdir(path, 0700) == -1 && errno != EEXIST) {
-			*p = '/';
+			fail(m, why_path("Maildir mkdir", path, NULL,
+			    strerror(errno)), NULL);
+			*p = c;
 			return -1;
 		}
-		*p = '/';
+		*p = c;
+		if (c == '\0')
+			return 0;
 	}
-	if (mkdir(path, 0700) == -1 && errno != EEXIST)
-		return -1;
-	return 0;
 }
 
 /* Returns malloc'd "dir/sub/name", or NULL when too long or no memory. */
@@ -902,20 +990,14 @@ path_join(const char *dir, const char *sub, const char *name)
 	return p;
 }
 
-/*
- * Creates DIR/{tmp,new,cur} as needed and opens a new file in tmp/ named
- * the qmail way, "time.MusecPpidQn.host" (maildir(5)), O_EXCL, 0600.
- */
+/* Creates DIR/{tmp,new,cur} and their parents as needed (maildir(5)). */
 static int
-maildir_open(struct mail *m, const char *dir, const char *hostname)
+maildir_dirs(struct mail *m, const char *dir)
 {
-	static unsigned long	 count;
 	static const char *const sub[] = { "tmp", "new", "cur" };
-	char			 host[256], name[512], *path;
-	const char		*h;
-	struct timeval		 tv;
-	size_t			 hn = 0, i;
-	int			 n, try;
+	char			*path;
+	size_t			 i;
+	int			 n;
 
 	if ((path = malloc(PATH_MAX)) == NULL)
 		return fail(m, "out of memory", NULL);
@@ -923,17 +1005,31 @@ maildir_open(struct mail *m, const char *dir, const char *hostname)
 		n = snprintf(path, PATH_MAX, "%s/%s", dir, sub[i]);
 		if (n < 0 || n >= PATH_MAX) {
 			free(path);
-			return fail(m, "Maildir path too long", NULL);
+			return fail(m, why_path("Maildir", dir, NULL,
+			    "path too long"), NULL);
 		}
-		if (mkdirs(path) == -1) {
+		if (mkdirs(m, path) == -1) {
 			free(path);
-			return fail(m, errstr("Maildir mkdir", errno), NULL);
+			return -1;
 		}
 	}
 	free(path);
-	/* maildir(5): '/' is "\057" and ':' is "\072" in the host part. */
+	return 0;
+}
+
+/*
+ * The host part of a Maildir file name: hostname, "localhost" when
+ * there is none, with '/' as "\057" and ':' as "\072" (maildir(5)) and
+ * anything but printable ASCII as '_'.  host holds hostsz > 4 bytes.
+ */
+static void
+maildir_host(const char *hostname, char *host, size_t hostsz)
+{
+	const char	*h;
+	size_t		 hn = 0;
+
 	for (h = hostname != NULL && *hostname ? hostname : "localhost";
-	    *h != '\0' && hn + 5 < sizeof(host); h++) {
+	    *h != '\0' && hn + 5 < hostsz; h++) {
 		if (*h == '/' || *h == ':') {
 			memcpy(host + hn, *h == '/' ? "\\057" : "\\072", 4);
 			hn += 4;
@@ -941,9 +1037,27 @@ maildir_open(struct mail *m, const char *dir, const char *hostname)
 			host[hn++] = *h > 0x20 && *h < 0x7f ? *h : '_';
 	}
 	host[hn] = '\0';
+}
+
+/*
+ * Creates the Maildir DIR as needed and opens a new file in tmp/ named
+ * the qmail way, "time.MusecPpidQn.host" (maildir(5)), O_EXCL, 0600.
+ */
+static int
+maildir_open(struct mail *m, const char *dir, const char *hostname)
+{
+	static unsigned long	 count;
+	char			 host[256], name[512];
+	struct timeval		 tv;
+	int			 n, try;
+
+	if (maildir_dirs(m, dir) == -1)
+		return -1;
+	maildir_host(hostname, host, sizeof(host));
 	for (try = 0; try < 10; try++) {
 		if (gettimeofday(&tv, NULL) == -1)
-			return fail(m, errstr("gettimeofday", errno), NULL);
+			return fail(m, why_path("gettimeofday", NULL, NULL,
+			    strerror(errno)), NULL);
 		n = snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%lu.%s",
 		    (long long)tv.tv_sec, (long)tv.tv_usec, (long)getpid(),
 		    ++count, host);
@@ -954,7 +1068,8 @@ maildir_open(struct mail *m, const char *dir, const char *hostname)
 		m->tmppath = m->newpath = NULL;
 		if ((m->tmppath = path_join(dir, "tmp", name)) == NULL ||
 		    (m->newpath = path_join(dir, "new", name)) == NULL)
-			return fail(m, "Maildir path too long", NULL);
+			return fail(m, why_path("Maildir", dir, NULL,
+			    "path too long"), NULL);
 		m->fd = open(m->tmppath, O_WRONLY | O_CREAT | O_EXCL |
 		    O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (m->fd != -1)
@@ -962,10 +1077,11 @@ maildir_open(struct mail *m, const char *dir, const char *hostname)
 		if (errno != EEXIST)
 			break;
 	}
-	n = errno;
+	fail(m, why_path("Maildir open", m->tmppath, NULL, strerror(errno)),
+	    NULL);
 	free(m->tmppath);	/* not ours: never unlink it */
 	m->tmppath = NULL;
-	return fail(m, errstr("Maildir tmp file", n), NULL);
+	return -1;
 }
 
 /* An unlinked file in $TMPDIR, fed to sendmail at commit. */
@@ -980,16 +1096,73 @@ sendmail_open(struct mail *m)
 		dir = "/tmp";
 	n = snprintf(path, sizeof(path), "%s/usmtp.XXXXXX", dir);
 	if (n < 0 || (size_t)n >= sizeof(path))
-		return fail(m, "TMPDIR too long", NULL);
+		return fail(m, why_path("temporary file in", dir, NULL,
+		    "path too long"), NULL);
 	if ((m->fd = mkstemp(path)) == -1)
-		return fail(m, errstr("temporary file", errno), NULL);
+		return fail(m, why_path("temporary file in", dir, NULL,
+		    strerror(errno)), NULL);
 	(void)fcntl(m->fd, F_SETFD, FD_CLOEXEC);
 	if (unlink(path) == -1) {
 		n = errno;
 		(void)unlink(path);
-		return fail(m, errstr("unlink temporary file", n), NULL);
+		return fail(m, why_path("unlink temporary file", path, NULL,
+		    strerror(n)), NULL);
 	}
+	if ((m->spool = strdup(path)) == NULL)
+		return fail(m, "out of memory", NULL);
 	return 0;
+}
+
+/*
+ * 1 when an address may go into a header and an argv as it is: no
+ * space, control character or DEL (addresses come normalized).
+ */
+static int
+addr_safe(const char *a)
+{
+	if (strlen(a) > ADDR_MAX)
+		return 0;
+	for (; *a != '\0'; a++)
+		if ((unsigned char)*a <= 0x20 || *a == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* "=_usmtp_" and 32 random hex digits ("=_": see write_headers). */
+static int
+make_boundary(struct mail *m)
+{
+	char	 rnd[33];
+	int	 n;
+
+	if (random_hex(rnd, sizeof(rnd)) == -1)
+		return fail(m, "no random bytes", NULL);
+	n = snprintf(m->boundary, sizeof(m->boundary), "=_usmtp_%s", rnd);
+	if (n < 0 || (size_t)n >= sizeof(m->boundary))
+		return fail(m, "boundary too long", NULL);
+	return 0;
+}
+
+/* Opens where the message is built: a sendmail spool file or tmp/. */
+static int
+open_destination(struct mail *m, const struct mail_conf *conf,
+    const char *rcpt_maildir)
+{
+	char	*dir;
+	int	 rv;
+
+	if (conf->sendmail != NULL && *conf->sendmail != '\0') {
+		m->timeout_ms = conf->sendmail_timeout_ms > 0 ?
+		    conf->sendmail_timeout_ms : SENDMAIL_DEFAULT_MS;
+		if ((m->sendmail = strdup(conf->sendmail)) == NULL)
+			return fail(m, "out of memory", NULL);
+		return sendmail_open(m);
+	}
+	if ((dir = maildir_path(m, conf, rcpt_maildir)) == NULL)
+		return -1;
+	rv = maildir_open(m, dir, conf->hostname);
+	free(dir);
+	return rv;
 }
 
 struct mail *
@@ -999,22 +1172,12 @@ mail_begin(const struct mail_conf *conf, const char *sender,
     const char *body, size_t bodylen, int nattach, const char **why)
 {
 	struct mail	*m;
-	char		*dir, rnd[33];
-	const char	*a;
-	int		 n;
 
 	*why = "bad arguments";
-	if (conf == NULL || sender == NULL || rcpt == NULL || nattach < 0 ||
-	    nattach > MAX_ATTACHMENTS || strlen(sender) > ADDR_MAX ||
-	    strlen(rcpt) > ADDR_MAX)
-		return NULL;
 	/* Normalized addresses already; never let one break a header. */
-	for (a = sender; *a != '\0'; a++)
-		if ((unsigned char)*a <= 0x20 || *a == 0x7f)
-			return NULL;
-	for (a = rcpt; *a != '\0'; a++)
-		if ((unsigned char)*a <= 0x20 || *a == 0x7f)
-			return NULL;
+	if (conf == NULL || sender == NULL || rcpt == NULL || nattach < 0 ||
+	    nattach > MAX_ATTACHMENTS || !addr_safe(sender) || !addr_safe(rcpt))
+		return NULL;
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		*why = "out of memory";
 		return NULL;
@@ -1023,47 +1186,17 @@ mail_begin(const struct mail_conf *conf, const char *sender,
 	m->nattach = nattach;
 	memcpy(m->sender, sender, strlen(sender) + 1);
 	memcpy(m->rcpt, rcpt, strlen(rcpt) + 1);
-	if (nattach > 0) {
-		if (random_hex(rnd, sizeof(rnd)) == -1) {
-			fail(m, "no random bytes", why);
-			goto bad;
-		}
-		n = snprintf(m->boundary, sizeof(m->boundary), "=_usmtp_%s",
-		    rnd);
-		if (n < 0 || (size_t)n >= sizeof(m->boundary)) {
-			fail(m, "boundary too long", why);
-			goto bad;
-		}
-	}
-	if (conf->sendmail != NULL && *conf->sendmail != '\0') {
-		m->timeout_ms = conf->sendmail_timeout_ms > 0 ?
-		    conf->sendmail_timeout_ms : SENDMAIL_DEFAULT_MS;
-		if ((m->sendmail = strdup(conf->sendmail)) == NULL) {
-			fail(m, "out of memory", why);
-			goto bad;
-		}
-		if (sendmail_open(m) == -1)
-			goto bad;
-	} else {
-		if ((dir = maildir_path(conf, rcpt, rcpt_maildir)) == NULL) {
-			fail(m, "no Maildir, a bad template, or a path too long", why);
-			goto bad;
-		}
-		n = maildir_open(m, dir, conf->hostname);
-		free(dir);
-		if (n == -1)
-			goto bad;
-	}
-	if (write_headers(m, conf, subject != NULL ? subject : "",
+	if ((nattach > 0 && make_boundary(m) == -1) ||
+	    open_destination(m, conf, rcpt_maildir) == -1 ||
+	    write_headers(m, conf, subject != NULL ? subject : "",
 	    subject != NULL ? subjectlen : 0) == -1 ||
 	    write_body(m, body != NULL ? body : "", body != NULL ? bodylen : 0)
-	    == -1)
-		goto bad;
+	    == -1) {
+		fail(m, NULL, why);
+		mail_abort(m);
+		return NULL;
+	}
 	return m;
-bad:
-	*why = m->err;
-	mail_abort(m);
-	return NULL;
 }
 
 int
@@ -1149,30 +1282,38 @@ mail_attach_end(struct mail *m, const char **why)
 static int
 maildir_commit(struct mail *m, const char **why)
 {
-	char	*slash;
-	int	 dfd, e;
+	const char	*op = NULL;
+	char		*slash;
+	int		 dfd, e;
 
 	if (fsync(m->fd) == -1)
-		return fail(m, errstr("fsync message", errno), why);
+		return fail(m, why_path("Maildir fsync", m->tmppath, NULL,
+		    strerror(errno)), why);
 	e = close(m->fd);
 	m->fd = -1;
 	if (e == -1)
-		return fail(m, errstr("close message", errno), why);
+		return fail(m, why_path("Maildir close", m->tmppath, NULL,
+		    strerror(errno)), why);
 	if (rename(m->tmppath, m->newpath) == -1)
-		return fail(m, errstr("rename into new/", errno), why);
+		return fail(m, why_path("Maildir rename to", m->newpath, NULL,
+		    strerror(errno)), why);
 	free(m->tmppath);	/* renamed: mail_free must not unlink it */
 	m->tmppath = NULL;
 	slash = strrchr(m->newpath, '/');
 	*slash = '\0';
-	dfd = open(m->newpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	e = dfd == -1 || fsync(dfd) == -1 ? errno : 0;
+	if ((dfd = open(m->newpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		op = "Maildir open";
+	else if (fsync(dfd) == -1)
+		op = "Maildir fsync";
+	if (op != NULL)
+		(void)why_path(op, m->newpath, NULL, strerror(errno));
 	if (dfd != -1)
 		close(dfd);
 	*slash = '/';
-	if (e != 0) {
+	if (op != NULL) {
 		/* Not durable: take it back, so -1 means "not delivered". */
 		(void)unlink(m->newpath);
-		return fail(m, errstr("fsync new/", e), why);
+		return fail(m, fmtbuf, why);
 	}
 	return 0;
 }
@@ -1242,13 +1383,15 @@ sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
 
 	/* The handler is single-threaded: no fork between pipe and fcntl. */
 	if (pipe(p) == -1)
-		return fail(m, errstr("pipe", errno), NULL);
+		return fail(m, why_path("sendmail", m->sendmail, "pipe",
+		    strerror(errno)), NULL);
 	if (fcntl(p[0], F_SETFD, FD_CLOEXEC) == -1 ||
 	    fcntl(p[1], F_SETFD, FD_CLOEXEC) == -1) {
 		e = errno;
 		close(p[0]);
 		close(p[1]);
-		return fail(m, errstr("pipe", e), NULL);
+		return fail(m, why_path("sendmail", m->sendmail, "pipe",
+		    strerror(e)), NULL);
 	}
 	memset(&dfl, 0, sizeof(dfl));
 	dfl.sa_handler = SIG_DFL;
@@ -1269,7 +1412,8 @@ sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
 		close(p[0]);
 		(void)sigaction(SIGCHLD, oldchld, NULL);
 		(void)sigprocmask(SIG_SETMASK, oldmask, NULL);
-		return fail(m, errstr("fork", e), NULL);
+		return fail(m, why_path("sendmail", m->sendmail, "fork",
+		    strerror(e)), NULL);
 	}
 	(void)setpgid(*pid, *pid);	/* as the child does: no race */
 	*ep = p[0];
@@ -1311,6 +1455,7 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 	sigset_t	 chld;
 	long long	 deadline, left;
 	pid_t		 w;
+	char		 what[64];
 	int		 n;
 
 	(void)sigemptyset(&chld);
@@ -1323,7 +1468,8 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 		if (w == -1 && errno != EINTR) {
 			n = errno;
 			sendmail_kill(pid, status);
-			return fail(m, errstr("waitpid", n), NULL);
+			return fail(m, why_path("sendmail", m->sendmail,
+			    "waitpid", strerror(n)), NULL);
 		}
 		/* now_ms() is cut to whole ms: left < 0 is past the bound. */
 		if ((left = deadline - now_ms()) < 0)
@@ -1334,9 +1480,9 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 		(void)sigtimedwait(&chld, NULL, &ts);	/* or EAGAIN, EINTR */
 	}
 	sendmail_kill(pid, status);
-	n = snprintf(whybuf, sizeof(whybuf), "sendmail timed out after %ld ms, "
-	    "killed", m->timeout_ms);
-	return fail(m, n < 0 ? "sendmail timed out" : whybuf, NULL);
+	(void)snprintf(what, sizeof(what), "timed out after %ld ms, killed",
+	    m->timeout_ms);
+	return fail(m, why_path("sendmail", m->sendmail, what, NULL), NULL);
 }
 
 /*
@@ -1346,23 +1492,25 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 static int
 sendmail_status(struct mail *m, int status, int e)
 {
-	int	 n;
+	char	 what[96];
+	int	 x;
 
 	if (e != 0)
-		return fail(m, errstr("cannot run sendmail", e), NULL);
+		return fail(m, why_path("sendmail", m->sendmail,
+		    "cannot execute", strerror(e)), NULL);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	if (WIFEXITED(status))
-		n = snprintf(whybuf, sizeof(whybuf), "sendmail exited with "
-		    "status %d%s", WEXITSTATUS(status),
-		    WEXITSTATUS(status) == 75 ? " (temporary failure)" :
-		    WEXITSTATUS(status) == 127 ? " (cannot run it?)" : "");
-	else if (WIFSIGNALED(status))
-		n = snprintf(whybuf, sizeof(whybuf), "sendmail killed by "
-		    "signal %d", WTERMSIG(status));
+	if (WIFEXITED(status)) {
+		x = WEXITSTATUS(status);
+		(void)snprintf(what, sizeof(what), "exit status %d%s", x,
+		    x == 75 ? " (temporary failure)" :
+		    x == 127 ? " (a command it runs not found?)" : "");
+	} else if (WIFSIGNALED(status))
+		(void)snprintf(what, sizeof(what), "killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
 	else
-		n = snprintf(whybuf, sizeof(whybuf), "sendmail failed");
-	return fail(m, n < 0 ? "sendmail failed" : whybuf, NULL);
+		(void)snprintf(what, sizeof(what), "wait status %#x", status);
+	return fail(m, why_path("sendmail", m->sendmail, what, NULL), NULL);
 }
 
 /*
@@ -1380,7 +1528,8 @@ sendmail_commit(struct mail *m, const char **why)
 	int			 ep, status, e = 0, rv;
 
 	if (lseek(m->fd, 0, SEEK_SET) == -1)
-		return fail(m, errstr("rewind message", errno), why);
+		return fail(m, why_path("rewind temporary file", m->spool, NULL,
+		    strerror(errno)), why);
 	if (sendmail_spawn(m, &pid, &ep, &oldchld, &oldmask) == -1)
 		return fail(m, NULL, why);
 	rv = sendmail_wait(m, pid, &status);
@@ -1455,5 +1604,6 @@ mail_free(struct mail *m)
 	free(m->tmppath);
 	free(m->newpath);
 	free(m->sendmail);
+	free(m->spool);
 	free(m);
 }
