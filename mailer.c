@@ -51,7 +51,7 @@ struct mail {
 	char		*tmppath;	/* Maildir: DIR/tmp/NAME; else NULL */
 	char		*newpath;	/* Maildir: DIR/new/NAME */
 	char		*sendmail;	/* sendmail path, or NULL */
-	char		*spool;		/* sendmail: the (unlinked) file's name */
+	char		*spool;		/* sendmail: the file's (unlinked) name */
 	long		 timeout_ms;	/* sendmail bound, milliseconds */
 	char		 sender[ADDR_MAX + 1];
 	char		 rcpt[ADDR_MAX + 1];
@@ -83,6 +83,7 @@ static int	 write_headers(struct mail *, const struct mail_conf *,
 static int	 write_subject(struct mail *, const char *, size_t);
 static int	 write_safe_ascii(struct mail *, const char *);
 static int	 write_date(struct mail *);
+static int	 text_7bit(const unsigned char *, size_t);
 static int	 write_body(struct mail *, const char *, size_t);
 static int	 write_param(struct mail *, const char *, const char *);
 static int	 attr_char(unsigned char);
@@ -113,6 +114,7 @@ static void	 sendmail_kill(pid_t, int *);
 static int	 sendmail_wait(struct mail *, pid_t, int *);
 static int	 sendmail_status(struct mail *, int, int);
 static int	 sendmail_commit(struct mail *, const char **);
+static int	 attach_ok(struct mail *, const char **);
 static void	 mail_free(struct mail *);
 
 /*
@@ -128,7 +130,7 @@ static const char b64chars[] =
 
 /*
  * Appends s to fmtbuf at *n, up to end (at most sizeof(fmtbuf)); with
- * esc, each byte outside '!'..'~', and '"' and '\\', as \\xNN.  What
+ * esc, each byte outside '!'..'~', and '"' and '\', as \xNN.  What
  * does not fit is cut and marked "...".
  */
 static void
@@ -333,8 +335,9 @@ bad:
  * C0 controls (NUL, TAB, ...), DEL and C1 controls become one space (a
  * subject, forname == 0) or '_' (a file name).  In a subject a run of
  * CR and LF becomes a single space, so "a\r\nb" is "a b" (usmtp(7),
- * Sending a message: a subject is one line).  In a file name the bidi controls
- * U+202A-U+202E and U+2066-U+2069 also become '_' (no "txt.exe" tricks).
+ * Sending a message: a subject is one line).  In a file name the bidi
+ * controls U+202A-U+202E and U+2066-U+2069 also become '_' (no
+ * "txt.exe" tricks).
  */
 static char *
 clean_text(const char *in, size_t len, int forname)
@@ -468,6 +471,11 @@ write_subject(struct mail *m, const char *s, size_t len)
 	return out_str(m, "\n");
 }
 
+/*
+ * The header section up to the body's own headers: Received:, Date:,
+ * From:, To:, Subject:, Message-ID:, MIME-Version: and, with
+ * attachments, the multipart Content-Type: and the first delimiter.
+ */
 static int
 write_headers(struct mail *m, const struct mail_conf *conf,
     const char *subject, size_t subjectlen)
@@ -518,30 +526,43 @@ write_headers(struct mail *m, const struct mail_conf *conf,
 }
 
 /*
+ * 1 when text may go as 7bit once CRLF is LF (RFC 2045 2.7): US-ASCII,
+ * no NUL, no lone CR, lines of at most TEXT_LINE_MAX.
+ */
+static int
+text_7bit(const unsigned char *p, size_t len)
+{
+	size_t	 i, line = 0;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n')
+			continue;
+		if (p[i] == '\n') {
+			line = 0;
+			continue;
+		}
+		if (p[i] == 0 || p[i] == '\r' || p[i] >= 0x80 ||
+		    ++line > TEXT_LINE_MAX)
+			return 0;
+	}
+	return 1;
+}
+
+/*
  * The client's text: CRLF becomes LF, nothing else changes.  7bit when
- * it may be (US-ASCII, no NUL, no lone CR, lines <= 998: RFC 2045 2.7),
- * else quoted-printable (RFC 2045 6.7), which keeps every byte.
+ * it may be (text_7bit), else quoted-printable (RFC 2045 6.7), which
+ * keeps every byte.
  */
 static int
 write_body(struct mail *m, const char *body, size_t len)
 {
 	const unsigned char	*p = (const unsigned char *)body;
-	size_t			 i, line = 0, col = 0;
-	int			 seven = 1;
+	size_t			 i, col = 0;
+	int			 seven;
 	char			 q[4];
 	unsigned char		 c;
 
-	for (i = 0; i < len && seven; i++) {
-		c = p[i];
-		if (c == '\r' && i + 1 < len && p[i + 1] == '\n')
-			continue;
-		if (c == '\n') {
-			line = 0;
-			continue;
-		}
-		if (c == 0 || c == '\r' || c >= 0x80 || ++line > TEXT_LINE_MAX)
-			seven = 0;
-	}
+	seven = text_7bit(p, len);
 	if (out_str(m, "Content-Type: text/plain; charset=UTF-8\n"
 	    "Content-Transfer-Encoding: ") == -1 ||
 	    out_str(m, seven ? "7bit\n\n" : "quoted-printable\n\n") == -1)
@@ -927,9 +948,9 @@ maildir_path(struct mail *m, const struct mail_conf *conf,
 				break;
 			default:
 				free(out);
-				fail(m, why_path("Maildir template", conf->maildir,
-				    "bad template: % takes u, d, a or %", NULL),
-				    NULL);
+				fail(m, why_path("Maildir template",
+				    conf->maildir, "bad template: % takes u, "
+				    "d, a or %", NULL), NULL);
 				return NULL;
 			}
 		}
@@ -1231,6 +1252,17 @@ mail_attach_begin(struct mail *m, const char *name, size_t namelen,
 	return 0;
 }
 
+/* 0 when m is inside an attachment and has not failed, else -1 (*why). */
+static int
+attach_ok(struct mail *m, const char **why)
+{
+	if (m->failed)
+		return fail(m, NULL, why);
+	if (!m->inattach)
+		return fail(m, "attachment out of sequence", why);
+	return 0;
+}
+
 int
 mail_attach_write(struct mail *m, const void *p, size_t len,
     const char **why)
@@ -1238,10 +1270,8 @@ mail_attach_write(struct mail *m, const void *p, size_t len,
 	const unsigned char	*s = p;
 	size_t			 k;
 
-	if (m->failed)
-		return fail(m, NULL, why);
-	if (!m->inattach)
-		return fail(m, "attachment out of sequence", why);
+	if (attach_ok(m, why) == -1)
+		return -1;
 	if (m->b64n > 0) {
 		while (m->b64n < 3 && len > 0) {
 			m->b64in[m->b64n++] = *s++;
@@ -1264,10 +1294,8 @@ mail_attach_write(struct mail *m, const void *p, size_t len,
 int
 mail_attach_end(struct mail *m, const char **why)
 {
-	if (m->failed)
-		return fail(m, NULL, why);
-	if (!m->inattach)
-		return fail(m, "attachment out of sequence", why);
+	if (attach_ok(m, why) == -1)
+		return -1;
 	if (m->b64n > 0 && b64_block(m, m->b64in, m->b64n) == -1)
 		return fail(m, NULL, why);
 	m->b64n = 0;
@@ -1550,7 +1578,7 @@ int
 mail_commit(struct mail *m, char *where, size_t wheresz, off_t *size,
     const char **why)
 {
-	int	rv = -1, n;
+	int	rv = -1;
 
 	if (m->failed) {
 		fail(m, NULL, why);
@@ -1574,12 +1602,10 @@ mail_commit(struct mail *m, char *where, size_t wheresz, off_t *size,
 		goto out;
 	if (size != NULL)
 		*size = m->size;
-	if (where != NULL && wheresz > 0) {
-		n = snprintf(where, wheresz, "%s",
-		    m->sendmail != NULL ? "sendmail" : m->newpath);
-		if (n < 0)
-			where[0] = '\0';	/* a cut path is still useful */
-	}
+	/* A path cut to wheresz is still useful; only an error empties it. */
+	if (where != NULL && wheresz > 0 && snprintf(where, wheresz, "%s",
+	    m->sendmail != NULL ? "sendmail" : m->newpath) < 0)
+		where[0] = '\0';
 	rv = 0;
 out:
 	mail_free(m);

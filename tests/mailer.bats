@@ -366,11 +366,18 @@ nothing_delivered() {
 	[ "$(grep -c ' -> ' "$T/fds")" -le 4 ]
 }
 
-@test "a sendmail that exits 75 is a failure that names it and the status" {
-	printf '#!/bin/sh\ncat >/dev/null\nexit 75\n' >"$T/sendmail"
+# sendmail_fails LINE REASON: a fake sendmail that reads the message,
+# then runs the shell LINE; mail-build must fail with exactly
+# "sendmail $T/sendmail: REASON".
+sendmail_fails() {
+	printf '#!/bin/sh\ncat >/dev/null\n%s\n' "$1" >"$T/sendmail"
 	chmod +x "$T/sendmail"
 	run -1 "$MB" -f a@example.com -t b@example.org -S "$T/sendmail" -s x -b /dev/null
-	[ "$output" = "mail-build: sendmail $T/sendmail: exit status 75 (temporary failure)" ]
+	[ "$output" = "mail-build: sendmail $T/sendmail: $2" ]
+}
+
+@test "a sendmail that exits 75 is a failure that names it and the status" {
+	sendmail_fails 'exit 75' 'exit status 75 (temporary failure)'
 }
 
 @test "a sendmail that cannot be run is a failure that names it and why" {
@@ -382,10 +389,7 @@ nothing_delivered() {
 }
 
 @test "a sendmail killed by a signal is a failure that names it and the signal" {
-	printf '#!/bin/sh\ncat >/dev/null\nkill -SEGV $$\n' >"$T/sendmail"
-	chmod +x "$T/sendmail"
-	run -1 "$MB" -f a@example.com -t b@example.org -S "$T/sendmail" -s x -b /dev/null
-	[ "$output" = "mail-build: sendmail $T/sendmail: killed by signal 11 (Segmentation fault)" ]
+	sendmail_fails 'kill -SEGV $$' 'killed by signal 11 (Segmentation fault)'
 }
 
 @test "a temporary directory that cannot be written: the reason names it" {
