@@ -105,8 +105,7 @@ static int	 addr_safe(const char *);
 static int	 make_boundary(struct mail *);
 static int	 open_destination(struct mail *, const struct mail_conf *,
 		    const char *);
-static void	 sendmail_exec(struct mail *, int, const sigset_t *)
-		    __attribute__((noreturn));
+static void	 sendmail_exec(struct mail *, int) __attribute__((noreturn));
 static int	 sendmail_spawn(struct mail *, pid_t *, int *,
 		    struct sigaction *, sigset_t *);
 static long long now_ms(void);
@@ -1347,17 +1346,19 @@ maildir_commit(struct mail *m, const char **why)
 }
 
 /*
- * The child: default signal actions and the handler's signal mask, a
- * process group of its own (a timeout kills all it starts), the message
+ * The child: default signal actions and no signal blocked (whatever the
+ * handler blocks, sendmail must be able to stop on), a process group of
+ * its own (a timeout kills all it starts), the message
  * as stdin, /dev/null as stdout and stderr (the handler's stdout is the
  * client), and nothing else open but the exec error pipe ep, moved to
  * fd 3 and still close-on-exec: if execv fails, its errno goes there.
  * Only async-signal-safe calls.
  */
 static void
-sendmail_exec(struct mail *m, int ep, const sigset_t *mask)
+sendmail_exec(struct mail *m, int ep)
 {
 	struct sigaction	 dfl;
+	sigset_t		 none;
 	char			*argv[7];
 	int			 s, null, e;
 
@@ -1373,7 +1374,8 @@ sendmail_exec(struct mail *m, int ep, const sigset_t *mask)
 	sigemptyset(&dfl.sa_mask);
 	for (s = 1; s < NSIG; s++)
 		(void)sigaction(s, &dfl, NULL);	/* SIGPIPE too */
-	(void)sigprocmask(SIG_SETMASK, mask, NULL);
+	(void)sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 	(void)setpgid(0, 0);
 	null = open("/dev/null", O_RDWR);
 	if (null != -1 && dup2(m->fd, 0) != -1 && dup2(null, 1) != -1 &&
@@ -1430,7 +1432,7 @@ sendmail_spawn(struct mail *m, pid_t *pid, int *ep,
 	(void)sigprocmask(SIG_BLOCK, &all, oldmask);
 	*pid = fork();
 	if (*pid == 0)
-		sendmail_exec(m, p[1], oldmask);	/* does not return */
+		sendmail_exec(m, p[1]);	/* does not return */
 	e = errno;
 	chld = *oldmask;
 	(void)sigaddset(&chld, SIGCHLD);

@@ -366,6 +366,22 @@ nothing_delivered() {
 	[ "$(grep -c ' -> ' "$T/fds")" -le 4 ]
 }
 
+@test "sendmail starts with no signal blocked, whatever mail-build's caller blocked" {
+	# Not a shell script: dash unblocks every signal when it starts.
+	cat >"$T/sendmail" <<-EOF
+	#!$PY
+	import re, sys
+	sys.stdin.buffer.read()
+	status = open("/proc/self/status").read()
+	open("$T/sigblk", "w").write(re.search(r"SigBlk:\\s*(\\S+)", status)[1])
+	EOF
+	chmod +x "$T/sendmail"
+	run -0 "$PY" -c 'import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
+os.execv(sys.argv[1], sys.argv[1:])' "$MB" -f a@example.com -t b@example.org -S "$T/sendmail" -s x -b /dev/null
+	[ "$(cat "$T/sigblk")" = 0000000000000000 ]
+}
+
 # sendmail_fails LINE REASON: a fake sendmail that reads the message,
 # then runs the shell LINE; mail-build must fail with exactly
 # "sendmail $T/sendmail: REASON".
