@@ -1433,7 +1433,7 @@ st_natt(struct session *s, char *p, size_t len)
 		snprintf(s->hostname, sizeof(s->hostname), "localhost");
 	s->mconf.maildir = conf.maildir ? conf.maildir : DEF_MAILDIR;
 	s->mconf.sendmail = conf.sendmail;
-	s->mconf.sendmail_timeout = (int)conf.sendmail_timeout;
+	s->mconf.sendmail_timeout_ms = conf.sendmail_timeout * 1000;
 	s->mconf.hostname = s->hostname;
 	s->mconf.peer = s->peer;
 	s->mconf.session_id = s->id;
