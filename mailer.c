@@ -108,7 +108,6 @@ static int	 open_destination(struct mail *, const struct mail_conf *,
 static void	 sendmail_exec(struct mail *, int) __attribute__((noreturn));
 static int	 sendmail_spawn(struct mail *, pid_t *, int *,
 		    struct sigaction *, sigset_t *);
-static long long now_ms(void);
 static void	 sendmail_kill(pid_t, int *);
 static int	 sendmail_wait(struct mail *, pid_t, int *);
 static int	 sendmail_status(struct mail *, int, int);
@@ -1460,16 +1459,6 @@ sendmail_kill(pid_t pid, int *status)
 		;
 }
 
-/* Milliseconds on the monotonic clock (never set back, unlike time()). */
-static long long
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Waits for sendmail until m->timeout_ms have passed on the monotonic
  * clock, woken by its SIGCHLD (blocked by sendmail_spawn; a SIGCHLD
@@ -1490,7 +1479,7 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 
 	(void)sigemptyset(&chld);
 	(void)sigaddset(&chld, SIGCHLD);
-	deadline = now_ms() + m->timeout_ms;
+	deadline = clock_ms() + m->timeout_ms;
 	for (;;) {
 		w = waitpid(pid, status, WNOHANG);
 		if (w == pid)
@@ -1501,8 +1490,8 @@ sendmail_wait(struct mail *m, pid_t pid, int *status)
 			return fail(m, why_path("sendmail", m->sendmail,
 			    "waitpid", strerror(n)), NULL);
 		}
-		/* now_ms() is cut to whole ms: left < 0 is past the bound. */
-		if ((left = deadline - now_ms()) < 0)
+		/* clock_ms() is cut to whole ms: left < 0 is past the bound. */
+		if ((left = deadline - clock_ms()) < 0)
 			break;
 		left++;
 		ts.tv_sec = (time_t)(left / 1000);
