@@ -92,7 +92,7 @@ tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o

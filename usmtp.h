@@ -1,10 +1,13 @@
 /*
- * usmtp.h -- the whole internal interface of usmtp, grouped by file.
+ * usmtp.h -- the whole internal interface of usmtp, grouped by file
+ * (README, Source layout, says who may call whom).
  *
- * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
- * auth.c and mailer.c may call crypto.c; crypto.c and noise.c call only
- * OpenSSL and libc.  Modules never exit, print or syslog: they return -1
- * and set a static reason (*why) for the caller to report.
+ * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
+ * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
+ * noise.c and util.c; auth.c and mailer.c may call crypto.c; crypto.c,
+ * noise.c and dial.c call only OpenSSL and libc.  Modules never exit,
+ * print or syslog: they return -1 (or an FR_* or DIAL_* code) and set a
+ * static reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
@@ -20,7 +23,8 @@
 #define USMTP_VERSION		"1.0.0"
 
 #define ADDR_MAX		254	/* RFC 5321 path limit, bytes */
-#define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
+#define FRAME_MAX_BYTES		4096	/* command/reply frame: 1.0 ciphertext,
+					 * secure mode's reassembled content */
 #define SESSION_KEY_BYTES	32	/* AES-256 */
 #define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
 #define MAX_ATTACHMENTS		5	/* usmtp(7), Sending a message */
@@ -521,10 +525,18 @@ int	auth_foreach(struct userdb *db,
 
 /* mailer.c */
 
+/*
+ * One message at a time.  A failure's reason (*why) names the path or
+ * the program and what failed ("Maildir mkdir /var/mail/example.org:
+ * Permission denied", "sendmail /usr/sbin/sendmail: exit status 75
+ * (temporary failure)"); it may sit in a static buffer, valid until the
+ * next mail_begin().  After a failure every call on the message
+ * returns -1 with the same reason.
+ */
 struct mail_conf {
 	const char	*maildir;	/* template: %u %d %a %%, or NULL */
 	const char	*sendmail;	/* path, or NULL for Maildir delivery */
-	int		 sendmail_timeout;	/* seconds */
+	long		 sendmail_timeout_ms;	/* monotonic; <= 0: 300 s */
 	const char	*hostname;	/* for Received:, Message-ID:, names */
 	const char	*peer;		/* client address for Received: */
 	const char	*session_id;	/* for Received: id */
@@ -550,12 +562,15 @@ int	mail_attach_begin(struct mail *m, const char *name, size_t namelen,
 /* Adds attachment bytes (streamed through base64 to the file). */
 int	mail_attach_write(struct mail *m, const void *p, size_t len,
 	    const char **why);
+/* Ends the attachment: its last base64 characters and line end. */
 int	mail_attach_end(struct mail *m, const char **why);
 /*
- * Delivers: Maildir rename into new/ (after fsync), or sendmail run and
- * its exit status checked.  Frees m whatever happens.  where gets a short
- * description of the destination for the log; *size the message size.
- * 0 when delivered, -1 (*why) when nothing was delivered.
+ * Delivers: Maildir rename into new/ (after fsync), or a sendmail run,
+ * waited for at most sendmail_timeout_ms (then killed with its process
+ * group), exit status 0 its only success.  Frees m whatever happens.
+ * where gets a short description of the destination for the log; *size
+ * the message size.  0 when delivered, -1 (*why) when nothing was
+ * delivered.
  */
 int	mail_commit(struct mail *m, char *where, size_t wheresz,
 	    off_t *size, const char **why);

@@ -15,7 +15,6 @@ setup() {
 	usmtp_setup
 	add_test_users
 	RDB=$T/replay.db
-	BOB=$MAIL/example.org/bob/Maildir
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f >"$T/key.hex"
 }
 
@@ -38,17 +37,12 @@ decoded() {
 	usmtp-script --decode "$1" --session-key "$T/key.hex"
 }
 
-# delivered: how many messages bob has.
-delivered() {
-	find "$BOB/new" -type f 2>/dev/null | wc -l
-}
-
 @test "a recorded session piped into a new handler again gets 504 and delivers nothing" {
 	record "$T/in.bin"
 	run -0 pipe_in "$T/in.bin" "$T/out1.bin"
 	run -0 decoded "$T/out1.bin"
 	[ "${lines[-1]}" = "220 Email was sent" ]
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	run -1 pipe_in "$T/in.bin" "$T/out2.bin"
 	run -0 decoded "$T/out2.bin"
 	diff -u - <(printf '%s\n' "$output") <<-\EOX
@@ -56,12 +50,12 @@ delivered() {
 	202 algos valid
 	504 Session key decryption failed
 	EOX
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q ' handshake result=fail code=504 reason=replay$' "$HLOG"
 	grep -q ' end reason=replay code=504 state=S_KEY ' "$HLOG"
 	# a third time, from yet another handler: still refused
 	run -1 pipe_in "$T/in.bin" "$T/out3.bin"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	[ "$(grep -c 'reason=replay$' "$HLOG")" -eq 2 ]
 }
 
@@ -72,7 +66,7 @@ delivered() {
 	run -0 pipe_in "$T/in.bin" "$T/out2.bin"
 	run -0 decoded "$T/out2.bin"
 	[ "${lines[-1]}" = "220 Email was sent" ]
-	[ "$(delivered)" -eq 2 ]
+	[ "$(delivered_count)" -eq 2 ]
 	[ ! -e "$RDB" ]
 }
 
@@ -82,7 +76,7 @@ delivered() {
 	run -1 cmp -s "$T/a.bin" "$T/b.bin"
 	run -0 pipe_in "$T/a.bin" "$T/out1.bin"
 	run -0 pipe_in "$T/b.bin" "$T/out2.bin"
-	[ "$(delivered)" -eq 2 ]
+	[ "$(delivered_count)" -eq 2 ]
 	run -1 grep -q 'reason=replay' "$HLOG"
 }
 
@@ -106,12 +100,12 @@ delivered() {
 	truncate -s "$REPLAY_FILE_BYTES" "$RDB"
 	record "$T/in.bin"
 	run -0 pipe_in "$T/in.bin" "$T/out1.bin"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q "error replay=$RDB reason=\"damaged: not a replay file\" action=rebuilt" "$HLOG"
 	[ "$(head -c 8 "$RDB")" = USMTPRP1 ]
 	[ "$(stat -c %s "$RDB")" -eq "$REPLAY_FILE_BYTES" ]
 	run -1 pipe_in "$T/in.bin" "$T/out2.bin"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q 'reason=replay$' "$HLOG"
 }
 
@@ -120,7 +114,7 @@ delivered() {
 	record "$T/in.bin"
 	run -0 pipe_in "$T/in.bin" "$T/out1.bin"
 	run -0 pipe_in "$T/in.bin" "$T/out2.bin"
-	[ "$(delivered)" -eq 2 ]
+	[ "$(delivered_count)" -eq 2 ]
 	grep -q "error replay=$T/no-such-dir/replay.db reason=\"No such file or directory\"" "$HLOG"
 }
 
@@ -129,7 +123,7 @@ delivered() {
 	cp "$RDB" "$T/copy"
 	record "$T/in.bin"
 	run -0 pipe_in "$T/in.bin" "$T/out1.bin"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	cmp "$RDB" "$T/copy"
 	grep -q "error replay=$RDB reason=\"not a usmtp replay file" "$HLOG"
 }
