@@ -221,7 +221,9 @@ test_race(void)
 	for (i = 0; i < RACERS; i++) {
 		if ((pid[i] = fork()) == 0) {
 			close(go[1]);
-			(void)read(go[0], &c, 1);	/* until the parent closes */
+			/* until the parent closes its end */
+			if (read(go[0], &c, 1) == -1)
+				_exit(2);
 			if (offer(db, 7, &seen, &why) != 0)
 				_exit(2);
 			_exit(seen);
