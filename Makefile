@@ -69,11 +69,11 @@ usmtp-users: $(USERS_OBJS)
 tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
+tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^
+tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto

@@ -95,7 +95,6 @@ static int	dummy_record(const struct scrypt_rec *, char *, size_t,
 static int	load_params(struct userdb *, const char **);
 static int	is_atext(int);
 static int	check_maildir(const char *);
-static int	sync_dir(const char *);
 static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, int,
 		    const char **);
 static int	check_change(enum auth_op, const char *, const char *,
@@ -675,29 +674,6 @@ out:
 	return rv;
 }
 
-/* fsync the directory holding path, so the rename is on disk. */
-static int
-sync_dir(const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	int fd, n, rv;
-
-	if (slash == NULL)
-		n = snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		n = snprintf(dir, sizeof(dir), "/");
-	else
-		n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path),
-		    path);
-	if (n < 0 || (size_t)n >= sizeof(dir))
-		return -1;
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rv = fsync(fd);
-	close(fd);
-	return rv;
-}
 
 /*
  * Copies every record of from (NULL: none) into to, except skip's and,

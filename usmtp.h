@@ -55,6 +55,9 @@ int	read_line_fd(int fd, char *buf, size_t bufsz, size_t *len);
  */
 int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
 	    size_t *len, const char **why);
+/* fsyncs the directory holding path, so that a rename or link of path
+ * is on disk.  0, or -1 (errno). */
+int	sync_dir(const char *path);
 
 /* crypto.c */
 
