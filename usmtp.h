@@ -4,8 +4,8 @@
  *
  * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
  * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
- * noise.c and util.c; auth.c and mailer.c may call crypto.c; crypto.c,
- * noise.c and dial.c call only OpenSSL and libc.  Modules never exit,
+ * noise.c and util.c; auth.c, mailer.c and noise.c may call crypto.c;
+ * crypto.c and dial.c call only OpenSSL and libc.  Modules never exit,
  * print or syslog: they return -1 (or an FR_* or DIAL_* code) and set a
  * static reason (*why) for the caller to report.
  */
@@ -67,6 +67,14 @@ int	sync_dir(const char *path);
  * or RAND call.
  */
 void	crypto_init(uint64_t opts);
+/* The ciphers usmtp uses. */
+enum cipherkind {
+	CIPHER_AES256_ECB = 0,	/* USMTP 1.0's records */
+	CIPHER_AES256_GCM = 1	/* secure mode's (noise.c) */
+};
+/* The cipher, from OpenSSL's built-in methods without a provider fetch
+ * (a fetch builds every cipher of the provider: see crypto.c). */
+const EVP_CIPHER *crypto_cipher(enum cipherkind kind);
 /*
  * A context for AES-256-ECB with key (32 bytes), without padding (the
  * space padding of usmtp(7), Framing, is the frame layer's): encrypting
