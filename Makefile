@@ -93,7 +93,7 @@ tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
 tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-%.o: %.c usmtp.h tests/unit/tap.h
+%.o: %.c usmtp.h tests/unit/tap.h tests/unit/noise-pair.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
 # The packages first: on a fresh machine nothing builds without them.
@@ -136,7 +136,7 @@ tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
-tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c tests/unit/noise-pair.h frame.c crypto.c util.c \
 	    noise.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
