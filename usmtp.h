@@ -425,10 +425,20 @@ EVP_PKEY *dial_rsa_key(X509 *cert, const char **why);
 int	addr_normalize(const char *in, size_t inlen, char *out, size_t outsz);
 
 struct userdb;
-/* Opens the user database read-only, retrying briefly while a writer
- * holds it.  NULL and *why when missing, unreadable or corrupt. */
+/*
+ * Opens the user database read-only, retrying briefly while a writer
+ * holds it.  NULL and *why when missing, unreadable or corrupt; *why
+ * names the path and says what is wrong in words an administrator can
+ * act on: a missing directory as that directory, a file GDBM cannot
+ * read as a database as "not a users database" (GDBM's words after).
+ */
 struct userdb *auth_open(const char *path, const char **why);
 void	auth_close(struct userdb *db);
+/*
+ * 0 when db can check passwords; -1 (*why) when every check would fail,
+ * because its parameter record (below) is malformed.
+ */
+int	auth_usable(const struct userdb *db, const char **why);
 /*
  * Checks a password for a normalized address in constant time; an
  * unknown address costs the same work: it is checked against the
