@@ -97,6 +97,7 @@ struct conf {
 	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
 	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
 	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
+	int		 recipients_any;	/* --recipients any: relay */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -143,6 +144,9 @@ static struct conf	 conf = CONF_DEFAULTS;
 static struct session	*logsess;
 static int		 stderr_socket;	/* under inetd: the client */
 static volatile sig_atomic_t got_signal;
+static int		 check_mode;	/* --check: no session */
+static int		 verbose;	/* --verbose: what --check checked */
+static const char	*config_path;	/* the --config file read, or NULL */
 static sigset_t		 waitmask;	/* signals that end a session,
 					 * allowed only while waiting */
 
@@ -201,6 +205,9 @@ static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
 static int	 throttle_conf(struct throttle *t);
 static void	 throttle_repaired(const struct throttle *t);
+static void	 check_line(void *arg, enum check_level level,
+		    const char *path, const char *text);
+static int	 run_check(void);
 static int	 throttle_refused(struct session *s);
 static unsigned	 throttle_delay(struct session *s);
 static size_t	 throttle_record(struct session *s, struct throttle *t,
@@ -279,16 +286,23 @@ usage(int status)
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--noise-cert FILE --noise-key FILE]\n"
-"                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
+"                     [--maildir TEMPLATE | --sendmail PATH]\n"
+"                     [--recipients local|any] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-net-max N]\n"
 "                     [--throttle-window SECONDS] [--proxy-protocol]\n"
 "                     [--log-stderr] [--help] [--version]\n"
+"       usmtp-handler --check [--verbose] [options as above]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
+"  --check                  check the configuration (keys, certificates, users\n"
+"                           database, delivery, state files) as this user,\n"
+"                           serve no session; one line per problem, exit 78\n"
+"                           (EX_CONFIG) if any\n"
+"  -v, --verbose            with --check: also one line per thing checked\n"
 "  --config FILE            read \"name = value\" lines (the long option names);\n"
 "                           the command line wins\n"
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
@@ -302,6 +316,9 @@ usage(int status)
 "                           %%a address, %%%% percent (%s)\n"
 "  --sendmail PATH          deliver with PATH -i -f SENDER -- RECIPIENT instead;\n"
 "                           of --maildir and --sendmail the last one wins\n"
+"  --recipients local|any   local: the recipient must be a user in the\n"
+"                           database (402 otherwise); any: any valid\n"
+"                           address, only with --sendmail (local)\n"
 "  --sendmail-timeout SECONDS  how long sendmail may take (%d)\n"
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
 "  --login-timeout SECONDS  time from connection to login, 0 for none (%d)\n"
@@ -440,6 +457,16 @@ set_option(const char *name, const char *val, const char **why)
 		if ((flag = parse_flag(val)) == -1)
 			return -1;
 		conf.proxy_protocol = flag;
+	} else if (strcmp(name, "recipients") == 0) {
+		/* checked against the delivery method once all are read */
+		if (strcmp(val, "local") == 0)
+			conf.recipients_any = 0;
+		else if (strcmp(val, "any") == 0)
+			conf.recipients_any = 1;
+		else {
+			*why = "local or any";
+			return -1;
+		}
 	} else {
 		*why = "unknown option";
 		return -1;
@@ -1337,12 +1364,13 @@ st_to(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 	const char	*why;
-	int		 r, code;
+	int		 r = 0, code;
 
 	if (parse_addr_line(p, len, "mail to:", m->rcpt) == -1)
 		code = 301;
-	else if ((r = auth_lookup(s->db, m->rcpt, m->rcpt_maildir,
-	    sizeof(m->rcpt_maildir), &why)) == 1) {
+	/* --recipients any: sendmail relays for the logged-in user */
+	else if (conf.recipients_any || (r = auth_lookup(s->db, m->rcpt,
+	    m->rcpt_maildir, sizeof(m->rcpt_maildir), &why)) == 1) {
 		reply(s, 200);
 		reply(s, 123);
 		enter(s, S_SUBJECT);
@@ -1650,7 +1678,10 @@ parse_args(int argc, char *argv[])
 		{ "throttle-net-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
+		{ "recipients", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
+		{ "check", no_argument, NULL, 'K' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1662,12 +1693,15 @@ parse_args(int argc, char *argv[])
 	optind = 0;	/* glibc: start getopt afresh */
 #endif
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		if (c == 'C' && read_config(optarg) == -1)
 			exit(EX_CONFIG);
+		if (c == 'C')
+			config_path = optarg;
+	}
 	opterr = !stderr_socket;	/* getopt's own messages too */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		switch (c) {
 		case 0:
 			name = longopts[idx].name;
@@ -1679,6 +1713,12 @@ parse_args(int argc, char *argv[])
 			}
 			break;
 		case 'C':
+			break;
+		case 'K':
+			check_mode = 1;
+			break;
+		case 'v':
+			verbose = 1;
 			break;
 		case 'h':
 			usage(EX_OK);
@@ -1692,6 +1732,10 @@ parse_args(int argc, char *argv[])
 	}
 	if (optind != argc) {
 		complain("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+	if (verbose && !check_mode) {
+		complain("--verbose goes with --check");
 		usage(EX_USAGE);
 	}
 }
@@ -1862,6 +1906,55 @@ serve(struct session *s)
 	}
 }
 
+/*
+ * --check's lines: problems and warnings on standard error, always;
+ * with --verbose what was checked, on standard output.
+ */
+static void
+check_line(void *arg, enum check_level level, const char *path,
+    const char *text)
+{
+	(void)arg;
+	if (level == CHECK_OK && !verbose)
+		return;
+	fprintf(level == CHECK_OK ? stdout : stderr, "usmtp-handler: %s%s%s%s\n",
+	    level == CHECK_WARN ? "warning: " : "", path != NULL ? path : "",
+	    path != NULL ? ": " : "", text);
+}
+
+/*
+ * usmtp-handler --check: the configuration as a session would read it,
+ * checked by check.c.  EX_OK, or EX_CONFIG when there is a problem.
+ */
+static int
+run_check(void)
+{
+	struct check_conf	 c;
+	int			 n;
+
+	crypto_init(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT);
+	memset(&c, 0, sizeof(c));
+	c.cert = conf.cert;
+	c.key = conf.key;
+	c.noise_cert = conf.noise_cert;
+	c.noise_key = conf.noise_key;
+	c.users = conf.users;
+	c.sendmail = conf.sendmail;
+	c.maildir = conf.sendmail != NULL ? NULL :
+	    conf.maildir != NULL ? conf.maildir : DEF_MAILDIR;
+	c.recipients_any = conf.recipients_any;
+	c.throttle_db = conf.throttle_max > 0 ? conf.throttle_db : NULL;
+	if (verbose)
+		printf("usmtp-handler: %s%s\n", config_path != NULL ?
+		    config_path : "no --config file",
+		    config_path != NULL ? ": read" : "");
+	n = check_config(&c, time(NULL), check_line, NULL);
+	if (verbose && n == 0)
+		printf("usmtp-handler: no problems found\n");
+	fflush(stdout);
+	return n > 0 ? EX_CONFIG : EX_OK;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1877,6 +1970,14 @@ main(int argc, char *argv[])
 #endif
 	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);
 	parse_args(argc, argv);
+	if (check_mode)
+		exit(run_check());
+	if (conf.recipients_any && conf.sendmail == NULL) {
+		complain("--recipients any needs --sendmail: with Maildir "
+		    "delivery the recipient must be a user in the database; "
+		    "set recipients = local, or deliver with --sendmail");
+		exit(EX_CONFIG);
+	}
 	log_init();
 	session_start(&sess);
 	serve(&sess);

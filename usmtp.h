@@ -750,6 +750,73 @@ int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
 
+/* check.c */
+
+/*
+ * usmtp-handler --check: everything a session needs of the handler's
+ * configuration, looked at as the user the process runs as, without
+ * serving one (usmtp-handler(8), Checking the configuration).
+ */
+#define CHECK_CERT_WARN_SEC	(30 * 86400)	/* a certificate ending
+						 * this soon: a warning */
+
+enum check_level {
+	CHECK_OK,	/* checked and fine (shown with --verbose) */
+	CHECK_WARN,	/* works now, will not for long */
+	CHECK_PROBLEM	/* a session would fail, or run without what was
+			 * configured: exit 78 */
+};
+
+/* The settings the check looks at; NULL where not set. */
+struct check_conf {
+	const char	*cert, *key;		/* --cert, --key */
+	const char	*noise_cert, *noise_key;	/* secure mode */
+	const char	*users;
+	const char	*maildir;	/* template; NULL with sendmail */
+	const char	*sendmail;
+	int		 recipients_any;	/* --recipients any */
+	const char	*throttle_db;	/* NULL: no throttling */
+};
+
+/*
+ * Checks c at time now: the RSA-2048 certificate and key load, match
+ * and the key is closed to group and others, the same for the X25519
+ * pair when given (both or neither), the certificates' dates (expired
+ * or not yet valid: a problem; ending within CHECK_CERT_WARN_SEC: a
+ * warning), the users database opens (its users counted), the sendmail
+ * program runs or the Maildir template's fixed part exists and every
+ * user's Maildir can be written or made, --recipients any only with
+ * sendmail, and the throttle file's directory is writable and the file,
+ * if there, is a throttle file.  Changes nothing.  report(arg, level,
+ * path, text) is called once per thing checked (CHECK_OK), warning and
+ * problem: path is the file or directory concerned, or NULL when text
+ * names it; text says what is wrong and what to do ("group or others
+ * may read it; run: chmod 600 PATH").  A directory is named once however
+ * many users it concerns.  Returns the number of problems.
+ */
+int	check_config(const struct check_conf *c, time_t now,
+	    void (*report)(void *arg, enum check_level level,
+	    const char *path, const char *text), void *arg);
+
+enum check_file {
+	CHECK_FILE_CERT,	/* a certificate: anyone may read it */
+	CHECK_FILE_KEY,		/* a private key: the user's alone, 0600 */
+	CHECK_FILE_USERS,	/* the users database: the user may read it */
+	CHECK_FILE_STATE	/* a state file the handler makes: its
+				 * directory must exist and be writable */
+};
+/*
+ * Why this process cannot use path, a file of kind given with
+ * --option, as far as stat(2) and access checks tell (a missing
+ * directory, a missing file, a closed directory on the way, an
+ * unreadable file, a key group or others may read), with what to do
+ * after a semicolon, in buf; NULL when nothing is wrong that way (the
+ * content may still be).  For the log line of a session that failed to
+ * load it.
+ */
+const char *check_file(const char *path, const char *option,
+	    enum check_file kind, char *buf, size_t bufsz);
+
 /* clientconf.c */
 
 /*
