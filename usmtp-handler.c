@@ -205,6 +205,10 @@ static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
 static int	 throttle_conf(struct throttle *t);
 static void	 throttle_repaired(const struct throttle *t);
+static void	 throttle_error(const char *op, const char *why);
+static void	 config_error(const char *name, const char *path,
+		    const char *op, const char *option, enum check_file kind,
+		    const char *why);
 static void	 check_line(void *arg, enum check_level level,
 		    const char *path, const char *text);
 static int	 run_check(void);
@@ -569,6 +573,26 @@ log_init(void)
 		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+/*
+ * A file of the configuration failed a session (name: the log key, cert,
+ * key or users): its path, the operation (read, load, open, check,
+ * lookup) and the reason; for a file given with --option, what
+ * check_file() finds wrong with it and what to do, when it finds
+ * anything, else why.
+ */
+static void
+config_error(const char *name, const char *path, const char *op,
+    const char *option, enum check_file kind, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix = NULL;
+
+	if (option != NULL)
+		fix = check_file(path, option, kind, buf, sizeof(buf));
+	logx(LOG_ERR, "error %s=%s op=%s reason=\"%s\"", name, path, op,
+	    fix != NULL ? fix : why);
+}
+
 /* One line per event: session id, peer, then key=value pairs. */
 static void
 logx(int prio, const char *fmt, ...)
@@ -929,7 +953,8 @@ st_algos(struct session *s, char *p, size_t len)
 	}
 	cert = s->secure ? conf.noise_cert : conf.cert;
 	if ((pem = crypto_read_cert_pem(cert, &pemlen, &why)) == NULL) {
-		logx(LOG_ERR, "error cert=%s reason=\"%s\"", cert, why);
+		config_error("cert", cert, "read", s->secure ? "noise-cert" :
+		    "cert", CHECK_FILE_CERT, why);
 		session_fail(s, 500, "config");
 	}
 	/* "202 algos valid" then the PEM at once: the reference client
@@ -964,7 +989,8 @@ st_key(struct session *s, char *p, size_t len)
 	(void)outlen;
 #else
 	if ((key = crypto_load_key(conf.key, KEY_RSA2048, &why)) == NULL) {
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.key, why);
+		config_error("key", conf.key, "load", "key", CHECK_FILE_KEY,
+		    why);
 		session_fail(s, 500, "config");
 	}
 	r = crypto_rsa_decrypt(key, (unsigned char *)p, len, out, sizeof(out),
@@ -1041,7 +1067,8 @@ st_noise(struct session *s, char *p, size_t len)
 	if ((key = crypto_load_key(conf.noise_key, KEY_X25519, &why)) == NULL ||
 	    noise_pkey_private(key, priv, &why) == -1) {
 		EVP_PKEY_free(key);
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.noise_key, why);
+		config_error("key", conf.noise_key, "load", "noise-key",
+		    CHECK_FILE_KEY, why);
 		session_end(s, EX_CONFIG, "config", 0);
 	}
 	/* The private key is needed for nothing else: free it now. */
@@ -1109,8 +1136,7 @@ st_command(struct session *s, char *p, size_t len)
 			session_fail(s, 510, "throttled");
 		if (s->db == NULL && (s->db = auth_open(conf.users, &why)) ==
 		    NULL) {
-			logx(LOG_ERR, "error users=%s reason=\"%s\"",
-			    conf.users, why);
+			config_error("users", conf.users, "open", NULL, 0, why);
 			session_fail(s, 500, "config");
 		}
 		s->addr[0] = '\0';
@@ -1168,7 +1194,7 @@ st_login_pass(struct session *s, char *p, size_t len)
 	r = auth_check(s->db, s->addr, p, len, &why);
 	OPENSSL_cleanse(p, len);
 	if (r == -1) {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "check", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	if (r == 1) {
@@ -1231,6 +1257,23 @@ throttle_repaired(const struct throttle *t)
 }
 
 /*
+ * The throttle file could not be used (op: read, update): its path, the
+ * operation, and what to do when check_file() can tell (a missing
+ * directory, say), else the reason throttle.c gave.
+ */
+static void
+throttle_error(const char *op, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix;
+
+	fix = check_file(conf.throttle_db, "throttle-db", CHECK_FILE_STATE,
+	    buf, sizeof(buf));
+	logx(LOG_ERR, "error throttle=%s op=%s reason=\"%s\"",
+	    conf.throttle_db, op, fix != NULL ? fix : why);
+}
+
+/*
  * usmtp(7), Login (throttle extension): an address with throttle_max
  * failed logins, or a /24 or /48 with throttle_net_max, each within
  * throttle_window seconds of the one before, gets 510 at LOGIN until
@@ -1253,8 +1296,7 @@ throttle_refused(struct session *s)
 	r = throttle_check(&t, k, 2, time(NULL), n, &why);
 	throttle_repaired(&t);
 	if (r == -1) {
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	for (i = 0; r == 1 && i < 2; i++)
@@ -1288,8 +1330,7 @@ throttle_delay(struct session *s)
 		return 0;
 	if (throttle_check(&t, &k, 1, time(NULL), &n, &why) == -1) {
 		throttle_repaired(&t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	throttle_repaired(&t);
@@ -1334,8 +1375,7 @@ throttle_record(struct session *s, struct throttle *t,
 		nk = 3;
 	if (throttle_fail(t, k, nk, time(NULL), n, &why) == -1) {
 		throttle_repaired(t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("update", why);
 		return 0;
 	}
 	throttle_repaired(t);
@@ -1378,7 +1418,7 @@ st_to(struct session *s, char *p, size_t len)
 	} else if (r == 0)
 		code = 402;
 	else {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "lookup", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	m->rcpt[0] = '\0';

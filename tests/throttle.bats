@@ -144,7 +144,7 @@ two_failures() {
 	two_failures 127.0.0.1 "$P4"
 	run -0 tcp login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
-	grep -q "error throttle=$T/no-such-dir/throttle.db reason=\"No such file or directory\"" "$HLOG"
+	grep -q "error throttle=$T/no-such-dir/throttle.db op=update reason=\"the directory $T/no-such-dir does not exist; run: install -d -m 0700 -o root -g root $T/no-such-dir\"" "$HLOG"
 	run -1 grep -q 'result=throttled' "$HLOG"
 }
 
