@@ -48,11 +48,12 @@ HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
 	  util.o noise.o proxy.o check.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
-# unit tests run by "make check"; test drivers used by the bats suites
+# unit tests run by "make check"; test drivers used by the bats suites,
+# never installed: tests/usmtp-script is the protocol test harness
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
 	  tests/unit/noise-test tests/unit/proxy-test \
 	  tests/unit/clientconf-test
-DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump
+DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump tests/usmtp-script
 
 all: $(PROGS) units
 
@@ -80,13 +81,16 @@ tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 %.o: %.c usmtp.h tests/unit/tap.h
@@ -110,7 +114,7 @@ demo:
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/*.o tests/unit/*.o
 	rm -f $(FUZZERS)
 	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
 

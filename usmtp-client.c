@@ -453,9 +453,9 @@ noise_handshake(X509 *cert)
 
 /*
  * One attempt at a handshake with the given algorithms line.  0 when it
- * is done; 1 when the server refused the line (502) or closed the
- * connection before a 202, so that another line may be tried.  Any
- * other failure ends the program.
+ * is done; 1 when the server refused the line (502), 2 when it closed
+ * the connection after the line, before a 202: then another line may be
+ * tried.  Any other failure ends the program.
  */
 static int
 handshake(enum offer offer)
@@ -473,19 +473,15 @@ handshake(enum offer offer)
 
 	io.keep = offer == OFFER_SECURE;	/* the prologue */
 	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO));
-	r = frame_read(&io, FT_PLAIN, PLAIN_MAX_BYTES, &data, &len);
-	if (r == FR_EOF || r == FR_TRUNC)
-		return 1;
-	if (r != FR_OK)
-		(void)read_plain(FT_PLAIN, &data, "hello");	/* dies */
+	len = read_plain(FT_PLAIN, &data, "hello");
 	if (len < 3 || memcmp(data, "201", 3) != 0)
 		die(EX_UNAVAILABLE, "handshake refused: %s", shown(data, len));
 	send_frame(FT_PLAIN, lines[offer], strlen(lines[offer]));
 	r = frame_read(&io, FT_PLAIN_DOT, PLAIN_MAX_BYTES, &data, &len);
 	if (r == FR_EOF || r == FR_TRUNC)
-		return 1;
+		return 2;
 	if (r != FR_OK)
-		(void)read_plain(FT_PLAIN_DOT, &data, "algorithms");
+		(void)read_plain(FT_PLAIN_DOT, &data, "algorithms");	/* dies */
 	if (len >= 3 && memcmp(data, "502", 3) == 0)
 		return 1;
 	if (len < 3 || memcmp(data, "202", 3) != 0)
@@ -517,7 +513,7 @@ static void
 open_session(void)
 {
 	enum offer	 offers[3];
-	int		 n = 0, i, status;
+	int		 n = 0, i, r, status;
 
 	if (opt.secure != SECURE_OFF)
 		offers[n++] = OFFER_SECURE;
@@ -533,17 +529,21 @@ open_session(void)
 			die(EX_SOFTWARE, "out of memory");
 		io.drain = 1;	/* an early error reply is read, not lost */
 		io_live = 1;
-		if (handshake(offers[i]) == 0)
+		if ((r = handshake(offers[i])) == 0)
 			break;
 		frame_free(&io);
 		io_live = 0;
 		close(sessfd);
 		(void)dial_reap(&child, &status);
-		if (i + 1 == n)
-			die(EX_UNAVAILABLE, "%s", offers[i] == OFFER_SECURE ?
-			    "the server does not offer secure mode (--secure "
-			    "require)" : "algorithms refused: the server "
-			    "speaks neither spelling of USMTP 1.0");
+		if (i + 1 < n)
+			continue;
+		if (offers[i] == OFFER_SECURE)
+			die(EX_UNAVAILABLE, "the server does not offer secure "
+			    "mode (--secure require): it %s",
+			    r == 1 ? "refused it (502)" : "closed the connection");
+		die(EX_UNAVAILABLE, "algorithms refused: the server %s",
+		    r == 1 ? "refused the algorithms line (502)" :
+		    "closed the connection after the algorithms line");
 	}
 	if (offers[i] != OFFER_SECURE && opt.secure == SECURE_PREFER)
 		fprintf(stderr, "%s: the server does not offer secure mode: "

@@ -53,6 +53,8 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_CERT	"/etc/usmtp/server.pem"
 #define DEF_KEY		"/etc/usmtp/server.key"
 #define DEF_USERS	"/etc/usmtp/users.db"
+#define DEF_NOISE_CERT	"/etc/usmtp/server-x25519.pem"	/* when both exist */
+#define DEF_NOISE_KEY	"/etc/usmtp/server-x25519.key"
 #define DEF_MAILDIR	"/var/mail/%d/%u/Maildir"
 #define DEF_TIMEOUT_SEC	300		/* idle limit per read */
 #define DEF_MAX_BODY	1048576		/* 1 MiB of body text */
@@ -95,6 +97,7 @@ struct conf {
 	long		 login_timeout;	/* seconds from connect to 210 */
 	int		 proxy_protocol;	/* a PROXY header comes first */
 	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
+	int		 noise_set;	/* given: no defaults then */
 	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
 	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
 	int		 recipients_any;	/* --recipients any: relay */
@@ -312,9 +315,10 @@ usage(int status)
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
 "  --key FILE               its RSA-2048 private key, mode 0600 (" DEF_KEY ")\n"
 "  --users FILE             GDBM user database (" DEF_USERS ")\n"
-"  --noise-cert FILE        X25519 certificate for secure mode, PEM (none:\n"
-"                           secure mode is not offered)\n"
+"  --noise-cert FILE        X25519 certificate for secure mode, PEM, or none\n"
+"                           (" DEF_NOISE_CERT " if it and the key exist)\n"
 "  --noise-key FILE         its X25519 private key, mode 0600\n"
+"                           (" DEF_NOISE_KEY ")\n"
 "  --maildir TEMPLATE       deliver to this Maildir unless the recipient has\n"
 "                           one in the database; %%u local part, %%d domain,\n"
 "                           %%a address, %%%% percent (%s)\n"
@@ -405,10 +409,15 @@ set_option(const char *name, const char *val, const char **why)
 		conf.key = val;
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
-	else if (strcmp(name, "noise-cert") == 0)
-		conf.noise_cert = *val == '\0' ? NULL : val;
-	else if (strcmp(name, "noise-key") == 0)
-		conf.noise_key = *val == '\0' ? NULL : val;
+	else if (strcmp(name, "noise-cert") == 0) {
+		conf.noise_cert = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+		conf.noise_set = 1;
+	} else if (strcmp(name, "noise-key") == 0) {
+		conf.noise_key = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+		conf.noise_set = 1;
+	}
 	else if (strcmp(name, "maildir") == 0) {
 		/* one delivery method: the last one named wins */
 		conf.maildir = val;
@@ -941,6 +950,14 @@ st_algos(struct session *s, char *p, size_t len)
 			else
 				ok = 0;
 		}
+	}
+	/* Without --noise-cert and --noise-key, the pair mkcerts makes in
+	 * the default place, when it is there (as sshd takes its default
+	 * host keys). */
+	if (noise && !conf.noise_set && access(DEF_NOISE_CERT, F_OK) == 0 &&
+	    access(DEF_NOISE_KEY, F_OK) == 0) {
+		conf.noise_cert = DEF_NOISE_CERT;
+		conf.noise_key = DEF_NOISE_KEY;
 	}
 	/* usmtp(7), SECURE MODE: the secure token alone, and only when we
 	 * have its key; a 1.0 server's 502 otherwise. */
@@ -1484,7 +1501,7 @@ st_natt(struct session *s, char *p, size_t len)
 		snprintf(s->hostname, sizeof(s->hostname), "localhost");
 	s->mconf.maildir = conf.maildir ? conf.maildir : DEF_MAILDIR;
 	s->mconf.sendmail = conf.sendmail;
-	s->mconf.sendmail_timeout = (int)conf.sendmail_timeout;
+	s->mconf.sendmail_timeout_ms = conf.sendmail_timeout * 1000;
 	s->mconf.hostname = s->hostname;
 	s->mconf.peer = s->peer;
 	s->mconf.session_id = s->id;
@@ -1978,6 +1995,12 @@ run_check(void)
 	c.key = conf.key;
 	c.noise_cert = conf.noise_cert;
 	c.noise_key = conf.noise_key;
+	/* the default pair, as st_algos() takes it */
+	if (!conf.noise_set && access(DEF_NOISE_CERT, F_OK) == 0 &&
+	    access(DEF_NOISE_KEY, F_OK) == 0) {
+		c.noise_cert = DEF_NOISE_CERT;
+		c.noise_key = DEF_NOISE_KEY;
+	}
 	c.users = conf.users;
 	c.sendmail = conf.sendmail;
 	c.maildir = conf.sendmail != NULL ? NULL :

@@ -531,10 +531,18 @@ int	auth_foreach(struct userdb *db,
 
 /* mailer.c */
 
+/*
+ * One message at a time.  A failure's reason (*why) names the path or
+ * the program and what failed ("Maildir mkdir /var/mail/example.org:
+ * Permission denied", "sendmail /usr/sbin/sendmail: exit status 75
+ * (temporary failure)"); it may sit in a static buffer, valid until the
+ * next mail_begin().  After a failure every call on the message
+ * returns -1 with the same reason.
+ */
 struct mail_conf {
 	const char	*maildir;	/* template: %u %d %a %%, or NULL */
 	const char	*sendmail;	/* path, or NULL for Maildir delivery */
-	int		 sendmail_timeout;	/* seconds */
+	long		 sendmail_timeout_ms;	/* monotonic; <= 0: 300 s */
 	const char	*hostname;	/* for Received:, Message-ID:, names */
 	const char	*peer;		/* client address for Received: */
 	const char	*session_id;	/* for Received: id */
@@ -560,12 +568,15 @@ int	mail_attach_begin(struct mail *m, const char *name, size_t namelen,
 /* Adds attachment bytes (streamed through base64 to the file). */
 int	mail_attach_write(struct mail *m, const void *p, size_t len,
 	    const char **why);
+/* Ends the attachment: its last base64 characters and line end. */
 int	mail_attach_end(struct mail *m, const char **why);
 /*
- * Delivers: Maildir rename into new/ (after fsync), or sendmail run and
- * its exit status checked.  Frees m whatever happens.  where gets a short
- * description of the destination for the log; *size the message size.
- * 0 when delivered, -1 (*why) when nothing was delivered.
+ * Delivers: Maildir rename into new/ (after fsync), or a sendmail run,
+ * waited for at most sendmail_timeout_ms (then killed with its process
+ * group), exit status 0 its only success.  Frees m whatever happens.
+ * where gets a short description of the destination for the log; *size
+ * the message size.  0 when delivered, -1 (*why) when nothing was
+ * delivered.
  */
 int	mail_commit(struct mail *m, char *where, size_t wheresz,
 	    off_t *size, const char **why);

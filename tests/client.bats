@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
-# usmtp-client end to end: the test-harness modes (--encode, --decode,
-# --script), batch mode through the real handler over a socket pair and
-# over TCP (IPv4 and IPv6, systemd-socket-activate), what lands in the
-# Maildir (checked with Python's email package), every exit status, the
-# interactive mode on a terminal (tmux), and the progress bar.
+# usmtp-client end to end: batch mode through the real handler over a
+# socket pair and over TCP (IPv4 and IPv6, systemd-socket-activate), what
+# lands in the Maildir (checked with Python's email package), every exit
+# status, the interactive mode on a terminal (tmux), and the progress
+# bar.  The test harness has its own suite, script.bats.
 
 load helpers
 
@@ -151,116 +151,6 @@ wait_screen() {
 # keys TEXT...: types into the terminal.
 keys() {
 	tmux -S "$TMUX_SOCK" send-keys "$@"
-}
-
-# ---- test-harness modes -----------------------------------------------------
-
-@test "--encode rebuilds session-1's client bytes, the session key block aside" {
-	V=$VECTORS/session-1
-	sed "s|@V@|$V|" > "$T/s1.txt" <<'EOF'
-handshake ref
-send-ref 1.0 Hello
-send-ref LOGIN
-send-ref testprotokolu1@wp.pl
-send-ref bad-example123
-send-ref testprotokolu1@wp.pl
-send-ref example123
-send-ref NOOP
-send-ref LOGIN
-send-ref SEND MAIL
-send-ref mail from: testprotokolu1@wp.pl
-send-ref mail to: nobody@example.com
-send-ref mail to: not-an-address
-send-ref mail to: testprotokolu2@wp.pl
-send-ref subject: Vector subject
-body data: First line of the vector body.\n\nThird line, after the empty one.
-send-ref 2
-attach-ref @V@/note-a.txt
-attach-ref @V@/note-b.txt
-send-ref SEND MAIL
-send-ref mail from: testprotokolu1@wp.pl
-send-ref mail to: testprotokolu2@wp.pl
-send-ref subject: Second vector message
-body data: Second message, no attachments.
-send-ref 0
-send-ref BYE
-EOF
-	run -0 usmtp-client --script "$T/s1.txt" --encode "$T/s1.bin" \
-		--cert "$VECTORS/server.pem" --session-key "$V/session-key.hex"
-	cmp <(head -c 69 "$T/s1.bin") <(head -c 69 "$V/client.bin")
-	cmp <(tail -c +330 "$T/s1.bin") <(tail -c +330 "$V/client.bin")
-	[ "$(wc -c < "$T/s1.bin")" -eq "$(wc -c < "$V/client.bin")" ]
-	# the key block: 256 bytes of RSA-OAEP (SHA-256) around our key
-	dd if="$T/s1.bin" bs=1 skip=69 count=256 status=none |
-		openssl pkeyutl -decrypt -inkey "$VECTORS/server.key" \
-		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
-		-pkeyopt rsa_mgf1_md:sha256 | od -An -tx1 | tr -d ' \n' > "$T/key"
-	[ "$(cat "$T/key")" = "$(tr -d ' \n' < "$V/session-key.hex")" ]
-}
-
-@test "--decode splits the reference server's replies into session-1's codes" {
-	V=$VECTORS/session-1
-	run -0 usmtp-client --decode "$V/reference-replies.bin" \
-		--session-key "$V/session-key.hex"
-	diff -u "$V/expected-codes.txt" <(cut -c1-3 <<<"$output")
-	[ "${lines[1]}" = "202 algos valid" ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-}
-
-@test "--decode reports bytes that end no frame" {
-	V=$VECTORS/session-2
-	{ cat "$V/reference-replies.bin"; printf 'xyz'; } > "$T/r.bin"
-	run -0 usmtp-client --decode "$T/r.bin" --session-key "$V/session-key.hex"
-	[ "${lines[-1]}" = "[3 trailing bytes]" ]
-}
-
-@test "a script escapes what it prints and sends raw bytes and pauses" {
-	cat > "$T/s.txt" <<'EOF'
-# comment, then a blank line
-
-handshake
-send 1.0 Hello
-pause 50
-send NO\x01OP\\
-send BYE
-EOF
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "${lines[0]}" = "201 ssl valid" ]
-	[ "${lines[1]}" = "202 algos valid" ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-	[ "${lines[4]:0:4}" = "300 " ]
-	[ "${lines[-1]}" = "[handler exit 0]" ]
-}
-
-@test "a script over TCP (IPv6) prints the replies until the server closes" {
-	port=$(free_port)
-	start_socket_activate "$port" "[::1]"
-	printf 'handshake\nsend 1.0 Hello\nsend BYE\n' > "$T/s.txt"
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" -H ::1 -p "$port"
-	[ "${#lines[@]}" -eq 4 ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-}
-
-@test "a script stops at an untrusted certificate with 78 and sends no key" {
-	mkdir "$T/other" && "$TOP/ssl/mkcerts" "$T/other" >/dev/null
-	printf 'handshake\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -78 --separate-stderr timeout 30 usmtp-client --ca "$T/other/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "$output" = $'201 ssl valid\n202 algos valid' ]
-	[[ $stderr == *"server certificate not trusted"* ]]
-	! grep -q 'handshake result=ok' "$HLOG"
-}
-
-@test "a script whose algorithms are refused sends no key and ends with the server" {
-	printf 'hello\nalgos support rsa1024?\nkey\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "${lines[0]}" = "201 ssl valid" ]
-	[ "${lines[1]:0:4}" = "502 " ]
-	[ "${lines[2]}" = "[handler exit 1]" ]
-	[ "${#lines[@]}" -eq 3 ]
 }
 
 # ---- batch mode -------------------------------------------------------------
@@ -441,6 +331,10 @@ EOF
 
 @test "--help names every option of the man page, and the exit statuses" {
 	run -0 usmtp-client --help
+	# the test harness is tests/usmtp-script, no client option
+	for o in --script --encode --decode --session-key --cert; do
+		[[ $output != *"$o"* ]] || { echo "harness option $o"; false; }
+	done
 	for o in $(grep -o '^\.It Fl [-a-zA-Z]*' "$TOP/man/usmtp-client.1" | awk '{print $3}'); do
 		[[ $output == *"-$o"* ]] || { echo "missing -$o"; false; }
 	done

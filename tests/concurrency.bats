@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# concurrency.bats -- handlers and usmtp-users at the same time (issue 3):
+# concurrency.bats -- handlers and usmtp-users at the same time:
 # a handler started while the user database is being rewritten still logs
 # in; many sessions at once over TCP through systemd-socket-activate; the
 # login over TCP on IPv4 and IPv6 loopback with the client checking the
@@ -56,8 +56,8 @@ stop_adder() {
 # tcp HOST PORT: the golden login over TCP, client checking HOST against
 # the certificate's names.
 tcp() {
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/login-good.in" -H "$1" -p "$2")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$1" -p "$2" "$TRANSCRIPTS/login-good.in")
 }
 
 # golden_tcp: login-good.out less the handler's exit status, which a TCP

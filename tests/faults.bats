@@ -18,8 +18,8 @@ setup() {
 # encode SCRIPT OUT: the client bytes of SCRIPT (run in tests/transcripts)
 # with the session key $T/key.hex.
 encode() {
-	(cd "$TRANSCRIPTS" && usmtp-client --script "$1" --encode "$2" \
-		--cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	(cd "$TRANSCRIPTS" && usmtp-script --encode "$2" \
+		--cert "$KEYS/server.pem" --session-key "$T/key.hex" "$1")
 }
 
 # session2: a message with a two-line body and two attachments, then BYE.
@@ -151,7 +151,7 @@ no_files() {
 	grep -q 'end reason=truncated code=500 state=S_COMMAND' "$HLOG"
 }
 
-@test "a CRLFCRLF at the start of a cipher frame does not end it (PROTOCOL.md 2)" {
+@test "a CRLFCRLF at the start of a cipher frame does not end it (usmtp(7), Framing)" {
 	printf '%s\n' handshake "send 1.0 Hello" "rawhex 0d0a0d0a" "send BYE" > "$T/e.in"
 	run -0 client_script "$T/e.in"
 	# 4 + 16 bytes then CRLFCRLF: no terminator at a multiple of 16

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# PROTOCOL.md 2-4 through the real handler: the handshake with both
-# spellings, every handshake error, the version check, unknown commands,
-# BYE, limits, truncation and the idle timeout.
+# usmtp(7), Framing, Handshake and Greeting and commands, through the
+# real handler: the handshake with both spellings, every handshake error,
+# the version check, unknown commands, BYE, limits, truncation and the
+# idle timeout.
 
 load helpers
 
@@ -38,7 +39,7 @@ setup() {
 @test "unknown algorithms get 502, dot-terminated" {
 	run -0 client_script hs-bad-algos
 	check_golden hs-bad-algos
-	# the frame itself ends with .CRLFCRLF (PROTOCOL.md 3)
+	# the frame itself ends with .CRLFCRLF (usmtp(7), Handshake)
 	printf 'hello ssl1.0?\r\n\r\nsupport rsa1024?\r\n\r\n' |
 		$HANDLER 2>/dev/null | od -An -c | tr -d ' \n' | grep -q 'algorithm.\\r\\n\\r\\n$'
 }
@@ -106,10 +107,11 @@ setup() {
 
 @test "a whole session piped in at once from a file is served the same" {
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
-	(cd "$TRANSCRIPTS" && usmtp-client --script "$TRANSCRIPTS/login-wrong.in" \
-		--encode "$T/in.bin" --cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	(cd "$TRANSCRIPTS" && usmtp-script --encode "$T/in.bin" \
+		--cert "$KEYS/server.pem" --session-key "$T/key.hex" \
+		"$TRANSCRIPTS/login-wrong.in")
 	run -0 sh -c "$HANDLER < $T/in.bin > $T/out.bin 2>$HLOG"
-	run -0 usmtp-client --decode "$T/out.bin" --session-key "$T/key.hex"
+	run -0 usmtp-script --decode "$T/out.bin" --session-key "$T/key.hex"
 	diff -u <(sed '$d' "$TRANSCRIPTS/login-wrong.out") - <<<"$output"
 }
 

@@ -6,10 +6,10 @@ bats_require_minimum_version 1.5.0
 
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 TRANSCRIPTS=$TOP/tests/transcripts
-# The interoperability vectors live in ../shared/vectors next to a checkout
-# and are copied to tests/vectors; prefer the copy in the tree.
+# The reference client's recorded sessions (tests/vectors/README.md).
 VECTORS=$TOP/tests/vectors
-PATH=$TOP:$PATH
+# The programs, and the test harness tests/usmtp-script (never installed).
+PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
@@ -31,10 +31,11 @@ usmtp_keys() {
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
-# database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
-# handler command line, logging to stderr, with its own throttle file) and
-# makes keys.  USMTP_WRAP,
-# when set, is put in front of HANDLER: "make check-valgrind" runs the
+# database), MAIL (Maildir root), HLOG (handler log), HANDLER (the handler
+# command line, logging to stderr, with its own throttle file and secure
+# mode's key, as ssl/mkcerts sets a server up) and HANDLER10 (the same
+# without secure mode: a USMTP 1.0 server), and makes keys.  USMTP_WRAP,
+# when set, is put in front of both: "make check-valgrind" runs the
 # handler under valgrind that way.
 usmtp_setup() {
 	usmtp_keys
@@ -42,7 +43,8 @@ usmtp_setup() {
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr"
+	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr --noise-cert none --noise-key none"
+	HANDLER="$HANDLER10 --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 }
 
 # skip_if_sanitized: skips a test that measures memory or time, whose
@@ -64,10 +66,10 @@ add_user() {
 }
 
 # client_script NAME [handler options]: runs tests/transcripts/NAME.in
-# (or NAME itself when it is a path to a script) through a handler started
-# over a socket pair; prints the decrypted replies and the handler's exit
-# status.  Runs in tests/transcripts, so scripts name files/... relative
-# to it.  The handler log goes to $HLOG.
+# (or NAME itself when it is a path to a script) with usmtp-script through
+# a handler started over a socket pair; prints the decrypted replies and
+# the handler's exit status.  Runs in tests/transcripts, so scripts name
+# files/... relative to it.  The handler log goes to $HLOG.
 client_script() {
 	local name=$1 script
 	shift
@@ -75,8 +77,8 @@ client_script() {
 	*/*) script=$name ;;
 	*) script=$TRANSCRIPTS/$name.in ;;
 	esac
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$script" --exec "exec $HANDLER $* 2>>$HLOG")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		--exec "exec $HANDLER $* 2>>$HLOG" "$script")
 }
 
 # add_test_users: alice@example.org ("correct horse") and bob@example.org

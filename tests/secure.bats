@@ -11,12 +11,13 @@ setup() {
 	usmtp_setup
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
-	SHANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
+	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	SA_PID=
 }
 
 teardown() {
 	stop_pid "$SA_PID"
+	[ -z "${MADE_ETC:-}" ] || rm -rf /etc/usmtp
 }
 
 # send [client options]: alice sends a mail to bob in batch mode; the
@@ -60,7 +61,6 @@ attachment_sha() {
 }
 
 @test "secure mode over TCP, IPv4 and IPv6, behind systemd-socket-activate" {
-	HANDLER=$SHANDLER
 	for addr in 127.0.0.1 ::1; do
 		port=$(free_port)
 		case $addr in *:*) start_socket_activate "$port" "[$addr]" ;;
@@ -159,7 +159,7 @@ tampered() {
 }
 
 @test "prefer falls back to 1.0 against a handler without secure mode, and says so" {
-	run -0 --separate-stderr send --exec "exec $HANDLER 2>>$HLOG" <<<"1.0"
+	run -0 --separate-stderr send --exec "exec $HANDLER10 2>>$HLOG" <<<"1.0"
 	[[ $stderr == *"the server does not offer secure mode: this session is protected by USMTP 1.0 only"* ]]
 	[ "$(delivered)" -eq 1 ]
 	grep -q 'handshake result=fail code=502 offer=secure' "$HLOG"
@@ -167,11 +167,23 @@ tampered() {
 }
 
 @test "require refuses a handler without secure mode; off speaks 1.0 to one that has it" {
-	run -69 --separate-stderr send --secure require --exec "exec $HANDLER 2>>$HLOG" <<<"x"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"x"
 	[[ $stderr == *"does not offer secure mode (--secure require)"* ]]
 	[ "$(delivered)" -eq 0 ]
 	run -0 --separate-stderr send --secure off --exec "exec $SHANDLER 2>>$HLOG" <<<"off"
 	[ -z "$stderr" ]
 	grep -q 'handshake result=ok dialect=document security=1.0' "$HLOG"
 	! grep -q 'security=noise' "$HLOG"
+}
+
+@test "the handler takes secure mode's key from /etc/usmtp when both files are there, and none turns it off" {
+	[ ! -e /etc/usmtp ] || skip "/etc/usmtp exists on this machine; the test would change it"
+	mkdir -p /etc/usmtp
+	MADE_ETC=1
+	cp "$KEYS/server-x25519.pem" "$KEYS/server-x25519.key" /etc/usmtp/
+	H=${HANDLER10% --noise-cert none --noise-key none}
+	run -0 --separate-stderr send --secure require --exec "exec $H 2>>$HLOG" <<<"defaults"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"none"
+	[ "$(delivered)" -eq 1 ]
+	[ "$(grep -c 'handshake result=ok security=noise' "$HLOG")" -eq 1 ]
 }

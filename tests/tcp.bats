@@ -17,8 +17,8 @@ teardown() {
 
 # tcp_script NAME HOST: runs transcript NAME against HOST:$PORT.
 tcp_script() {
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$PORT")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$2" -p "$PORT" "$TRANSCRIPTS/$1.in")
 }
 
 @test "handshake, greeting, unknown command and BYE over TCP on 127.0.0.1" {

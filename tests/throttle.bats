@@ -43,8 +43,8 @@ listen6() {
 
 # tcp NAME HOST PORT: runs tests/transcripts/NAME.in over TCP.
 tcp() {
-	(cd "$TRANSCRIPTS" && timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$3")
+	(cd "$TRANSCRIPTS" && timeout 30 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$2" -p "$3" "$TRANSCRIPTS/$1.in")
 }
 
 # golden_tcp NAME: compares $output with NAME.out less the handler's exit

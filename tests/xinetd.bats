@@ -97,8 +97,8 @@ teardown() {
 	send alice-pw
 	send BYE
 	EOS
-	run -0 --separate-stderr timeout 30 usmtp-client --script "$T/script" \
-	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem"
+	run -0 --separate-stderr timeout 30 usmtp-script \
+	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" "$T/script"
 	diff -u - <(printf '%s\n' "$output") <<-\EOX
 	201 ssl valid
 	202 algos valid
