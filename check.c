@@ -758,6 +758,14 @@ check_config(const struct check_conf *c, time_t now,
 			    access(c->throttle_db, F_OK) == 0 ? "" :
 			    " (not made yet)", r.user);
 	}
+	if (c->replay_db != NULL &&
+	    check_state(&r, c->replay_db, "replay-db", "replay cache") == 0)
+		say(&r, CHECK_OK, c->replay_db, "replay cache; user %s may "
+		    "write in its directory", r.user);
+	if (c->slot_file != NULL &&
+	    check_state(&r, c->slot_file, "slot-file", "slot file") == 0)
+		say(&r, CHECK_OK, c->slot_file, "slot file; user %s may write "
+		    "in its directory", r.user);
 	for (i = 0; i < r.nseen; i++)
 		free(r.seen[i]);
 	return r.problems;

@@ -2007,6 +2007,7 @@ run_check(void)
 	    conf.maildir != NULL ? conf.maildir : DEF_MAILDIR;
 	c.recipients_any = conf.recipients_any;
 	c.throttle_db = conf.throttle_max > 0 ? conf.throttle_db : NULL;
+	/* c.replay_db, c.slot_file: none yet */
 	if (verbose)
 		printf("usmtp-handler: %s%s\n", config_path != NULL ?
 		    config_path : "no --config file",

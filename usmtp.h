@@ -787,6 +787,8 @@ struct check_conf {
 	const char	*sendmail;
 	int		 recipients_any;	/* --recipients any */
 	const char	*throttle_db;	/* NULL: no throttling */
+	const char	*replay_db;	/* the other state files, when the */
+	const char	*slot_file;	/* handler has them; NULL: none */
 };
 
 /*
@@ -797,8 +799,9 @@ struct check_conf {
  * warning), the users database opens (its users counted), the sendmail
  * program runs or the Maildir template's fixed part exists and every
  * user's Maildir can be written or made, --recipients any only with
- * sendmail, and the throttle file's directory is writable and the file,
- * if there, is a throttle file.  Changes nothing.  report(arg, level,
+ * sendmail, the throttle file's directory is writable and the file, if
+ * there, is a throttle file, and the same of the other state files'
+ * directories.  Changes nothing.  report(arg, level,
  * path, text) is called once per thing checked (CHECK_OK), warning and
  * problem: path is the file or directory concerned, or NULL when text
  * names it; text says what is wrong and what to do ("group or others

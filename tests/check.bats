@@ -19,7 +19,7 @@ setup() {
 	mkdir "$K"
 	cp "$KEYS"/server.pem "$KEYS"/server.key "$KEYS"/server-x25519.pem \
 	    "$KEYS"/server-x25519.key "$K/"
-	CHECK="usmtp-handler --check --cert $K/server.pem --key $K/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db"
+	CHECK="usmtp-handler --check --cert $K/server.pem --key $K/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --noise-cert none --noise-key none"
 	W=
 }
 
@@ -42,7 +42,7 @@ nobody_setup() {
 	install -d "$W/mail"
 	install -d -o nobody -g nogroup "$W/mail/example.org"
 	install -d -m 0700 -o nobody -g nogroup "$W/state"
-	NCHECK="setpriv --reuid=nobody --regid=nogroup --clear-groups -- usmtp-handler --check --cert $W/etc/server.pem --key $W/etc/server.key --users $W/etc/users.db --maildir $W/mail/%d/%u/Maildir --throttle-db $W/state/throttle.db"
+	NCHECK="setpriv --reuid=nobody --regid=nogroup --clear-groups -- usmtp-handler --check --cert $W/etc/server.pem --key $W/etc/server.key --users $W/etc/users.db --maildir $W/mail/%d/%u/Maildir --throttle-db $W/state/throttle.db --noise-cert none --noise-key none"
 }
 
 # openssl_ca_cert NAME START END: a self-signed RSA-2048 certificate
@@ -104,6 +104,8 @@ openssl_ca_cert() {
 	users = $DB
 	maildir = $MAIL/%d/%u/Maildir
 	throttle-db = none
+	noise-cert = none
+	noise-key = none
 	EOF
 	run -78 --separate-stderr usmtp-handler --check --config "$T/usmtp.conf"
 	[ "$stderr" = "usmtp-handler: $T/nowhere.key: no such file; fix --key, or make the key with mkcerts (README, Setting up a server)" ]
