@@ -501,7 +501,7 @@ read_config(const char *path)
 	int		 lineno = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		complain("%s: %s", path, strerror(errno));
+		complain("--config %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {

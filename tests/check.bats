@@ -115,6 +115,11 @@ openssl_ca_cert() {
 	[ -z "$stderr" ]
 }
 
+@test "a --config file that is not there: its line, naming the option, and 78" {
+	run -78 --separate-stderr usmtp-handler --check --config "$T/nowhere.conf"
+	[ "$stderr" = "usmtp-handler: --config $T/nowhere.conf: No such file or directory" ]
+}
+
 @test "a missing key: its line and 78" {
 	rm "$K/server.key"
 	run -78 --separate-stderr $CHECK
