@@ -149,7 +149,7 @@ static int		 stderr_socket;	/* under inetd: the client */
 static volatile sig_atomic_t got_signal;
 static int		 check_mode;	/* --check: no session */
 static int		 verbose;	/* --verbose: what --check checked */
-static const char	*config_path;	/* the --config file read, or NULL */
+static const char	*config_path;	/* --config's file, or NULL */
 static sigset_t		 waitmask;	/* signals that end a session,
 					 * allowed only while waiting */
 
@@ -1974,9 +1974,9 @@ check_line(void *arg, enum check_level level, const char *path,
 	(void)arg;
 	if (level == CHECK_OK && !verbose)
 		return;
-	fprintf(level == CHECK_OK ? stdout : stderr, "usmtp-handler: %s%s%s%s\n",
-	    level == CHECK_WARN ? "warning: " : "", path != NULL ? path : "",
-	    path != NULL ? ": " : "", text);
+	fprintf(level == CHECK_OK ? stdout : stderr,
+	    "usmtp-handler: %s%s%s%s\n", level == CHECK_WARN ? "warning: " :
+	    "", path != NULL ? path : "", path != NULL ? ": " : "", text);
 }
 
 /*

@@ -787,7 +787,7 @@ struct check_conf {
 	const char	*sendmail;
 	int		 recipients_any;	/* --recipients any */
 	const char	*throttle_db;	/* NULL: no throttling */
-	const char	*replay_db;	/* the other state files, when the */
+	const char	*replay_db;	/* the other state files, once the */
 	const char	*slot_file;	/* handler has them; NULL: none */
 };
 
@@ -814,7 +814,7 @@ int	check_config(const struct check_conf *c, time_t now,
 
 enum check_file {
 	CHECK_FILE_CERT,	/* a certificate: anyone may read it */
-	CHECK_FILE_KEY,		/* a private key: the user's alone, 0600 */
+	CHECK_FILE_KEY,		/* a private key: the user's alone */
 	CHECK_FILE_USERS,	/* the users database: the user may read it */
 	CHECK_FILE_STATE	/* a state file the handler makes: its
 				 * directory must exist and be writable */
