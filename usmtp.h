@@ -1,10 +1,13 @@
 /*
- * usmtp.h -- the whole internal interface of usmtp, grouped by file.
+ * usmtp.h -- the whole internal interface of usmtp, grouped by file
+ * (README, Source layout, says who may call whom).
  *
- * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
- * auth.c and mailer.c may call crypto.c; crypto.c and noise.c call only
- * OpenSSL and libc.  Modules never exit, print or syslog: they return -1
- * and set a static reason (*why) for the caller to report.
+ * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
+ * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
+ * noise.c and util.c; auth.c and mailer.c may call crypto.c; crypto.c,
+ * noise.c and dial.c call only OpenSSL and libc.  Modules never exit,
+ * print or syslog: they return -1 (or an FR_* or DIAL_* code) and set a
+ * static reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
@@ -20,7 +23,8 @@
 #define USMTP_VERSION		"1.0.0"
 
 #define ADDR_MAX		254	/* RFC 5321 path limit, bytes */
-#define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
+#define FRAME_MAX_BYTES		4096	/* command/reply frame: 1.0 ciphertext,
+					 * secure mode's reassembled content */
 #define SESSION_KEY_BYTES	32	/* AES-256 */
 #define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
 #define MAX_ATTACHMENTS		5	/* usmtp(7), Sending a message */

@@ -34,10 +34,6 @@ batch() {
 		--password-file "$T/pw" --exec "exec $HANDLER 2>>$HLOG" "$@"
 }
 
-# bob_messages: the files delivered to bob, oldest first.
-bob_messages() {
-	ls -tr "$MAIL"/example.org/bob/Maildir/new/* 2>/dev/null
-}
 
 # mail_parts FILE: what a real MIME parser sees in FILE: "from:", "to:",
 # "subject:", "body:" (repr) lines, then "att: NAME SIZE SHA256" per
@@ -160,8 +156,8 @@ keys() {
 		run -0 --separate-stderr batch -t bob@example.org -s "body only"
 		[ -z "$output" ] && [ -z "$stderr" ]
 	}
-	[ "$(bob_messages | wc -l)" -eq 1 ]
-	run -0 mail_parts "$(bob_messages)"
+	[ "$(delivered_count)" -eq 1 ]
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[0]}" = "from: alice@example.org" ]
 	[ "${lines[1]}" = "to: bob@example.org" ]
 	[ "${lines[2]}" = "subject: body only" ]
@@ -179,7 +175,7 @@ keys() {
 		-a "$T/a.txt" -a "$T/b.bin" -a "$T/c.txt" -a "$T/empty" \
 		-a "$T/zażółć gęślą.txt" < "$T/body"
 	[ -z "$stderr" ]
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[2]}" = "subject: five" ]
 	[ "${lines[4]}" = "$(att_line "$T/a.txt")" ]
 	[ "${lines[5]}" = "$(att_line "$T/b.bin")" ]
@@ -193,7 +189,7 @@ keys() {
 	USMTP_PASSWORD="correct horse" run -0 timeout 60 usmtp-client \
 		--ca "$KEYS/ca.pem" -u alice@example.org -t bob@example.org \
 		-s env -b "$T/body" --exec "exec $HANDLER 2>>$HLOG" < /dev/null
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[3]}" = "body: 'from a file\\n'" ]
 }
 
@@ -209,9 +205,9 @@ keys() {
 		stop_pid "$SA_PID"
 		SA_PID=
 	done
-	[ "$(bob_messages | wc -l)" -eq 2 ]
-	grep -q '^Subject: tcp 127.0.0.1' $(bob_messages)
-	grep -q '^Subject: tcp \[::1\]' $(bob_messages)
+	[ "$(delivered_count)" -eq 2 ]
+	grep -q '^Subject: tcp 127.0.0.1' $(delivered)
+	grep -q '^Subject: tcp \[::1\]' $(delivered)
 }
 
 @test "no progress output when standard error is not a terminal" {
@@ -219,7 +215,7 @@ keys() {
 	run -0 --separate-stderr batch -t bob@example.org -s big -a "$T/big" < "$T/body"
 	[ -z "$stderr" ]
 	[ -z "$output" ]
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[4]}" = "$(att_line "$T/big")" ]
 }
 
@@ -229,7 +225,7 @@ keys() {
 	printf 'not it\n' > "$T/pw"
 	run -77 --separate-stderr batch -t bob@example.org -s x < "$T/body"
 	[[ $stderr == *"authentication failed"* ]]
-	[ -z "$(bob_messages)" ]
+	[ -z "$(delivered)" ]
 }
 
 @test "an unknown recipient exits 67" {
@@ -377,7 +373,7 @@ keys() {
 	keys BYE Enter
 	wait_screen '^EXIT=0'
 	! screen | grep -q 'correct horse'
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[2]}" = "subject: typed subject" ]
 	# the lines joined with LF, as the reference client does
 	[ "${lines[3]}" = "body: 'first line\\nsecond line'" ]

@@ -120,13 +120,34 @@ setup() {
 	run -64 usmtp-handler --timeout soon
 }
 
-@test "--config sets options and the command line wins" {
-	printf '# comment\ntimeout = 1\nmax-body = 1K\n' > "$T/usmtp.conf"
-	run -0 client_script hs-idle --config "$T/usmtp.conf"
-	check_golden hs-idle
-	printf 'no-such = 1\n' > "$T/bad.conf"
+@test "--config sets an option the command line leaves alone" {
+	printf '# comment\nmax-body = 1K\n' >"$T/usmtp.conf"
+	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
+	    "send 0" "send BYE" >"$T/big.in"
+	# the file's 1K applies: a 2000-byte body is over it
+	run -0 client_script "$T/big.in" --config "$T/usmtp.conf"
+	[[ $output == *$'\n552 Size limit exceeded\n'* ]]
+	[[ $output != *"220 "* ]]
+	# without the file, the default 1M takes it
+	run -0 client_script "$T/big.in"
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+}
+
+@test "the command line wins over --config, whatever their order" {
+	printf 'max-body = 1K\n' >"$T/usmtp.conf"
+	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
+	    "send 0" "send BYE" >"$T/big.in"
+	run -0 client_script "$T/big.in" --max-body 4K --config "$T/usmtp.conf"
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+	run -0 client_script "$T/big.in" --config "$T/usmtp.conf" --max-body 4K
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+	[[ $output != *"552 "* ]]
+}
+
+@test "a bad line in --config names the file and line, exit 78" {
+	printf '# fine\nno-such = 1\n' >"$T/bad.conf"
 	run -78 usmtp-handler --config "$T/bad.conf"
-	[[ "$output" == *"bad.conf:1: no-such: unknown option"* ]]
+	[[ "$output" == *"bad.conf:2: no-such: unknown option"* ]]
 }
 
 @test "--help and --version" {

@@ -115,6 +115,67 @@ mail_then() {
 		"send mail to: bob@example.org" "$@"
 }
 
+# delivered [MAILDIR]: prints the messages in MAILDIR's new/ (default
+# bob@example.org's under $MAIL), one path a line, oldest first; fails,
+# saying so, when MAILDIR's tmp/ holds a file: a message half written.
+delivered() {
+	local md=${1:-$MAIL/example.org/bob/Maildir}
+	if [ -n "$(ls -A "$md/tmp" 2>/dev/null)" ]; then
+		echo "delivered: $md/tmp is not empty" >&2
+		return 1
+	fi
+	[ -d "$md/new" ] || return 0
+	ls "$md/new" | sort -t. -k1,1n -k2,2V | sed "s|^|$md/new/|"
+}
+
+# delivered_count [MAILDIR]: how many messages delivered() lists.
+delivered_count() {
+	local list
+	list=$(delivered "$@") || return 1
+	[ -z "$list" ] && echo 0 || wc -l <<<"$list"
+}
+
+# the_message [MAILDIR]: prints the one message delivered there; fails
+# unless there is exactly one.
+the_message() {
+	local list
+	list=$(delivered "$@") || return 1
+	if [ -z "$list" ] || [ "$(wc -l <<<"$list")" -ne 1 ]; then
+		echo "the_message: not exactly one message in ${1:-the default Maildir}" >&2
+		return 1
+	fi
+	printf '%s\n' "$list"
+}
+
+# nothing_delivered [DIR]: no file at all under DIR (default $MAIL): no
+# message, and no temporary file left behind.
+nothing_delivered() {
+	local d=${1:-$MAIL}
+	[ ! -e "$d" ] || [ -z "$(find "$d" -type f)" ]
+}
+
+# tcp_script NAME HOST PORT [usmtp-script options]: runs NAME
+# (tests/transcripts/NAME.in, or a script's path) against HOST:PORT over
+# TCP, in tests/transcripts; prints the decrypted replies.
+tcp_script() {
+	local name=$1 host=$2 port=$3 script
+	shift 3
+	case $name in
+	*/*) script=$name ;;
+	*) script=$TRANSCRIPTS/$name.in ;;
+	esac
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$host" -p "$port" "$@" "$script")
+}
+
+# golden_tcp NAME [OUTPUT]: compares OUTPUT (default $output) with
+# tests/transcripts/NAME.out, both less the "[handler exit N]" line: a
+# client over TCP has no handler to reap.
+golden_tcp() {
+	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/$1.out") \
+	    <(grep -v '^\[handler exit' <<<"${2-$output}")
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"

@@ -40,16 +40,6 @@ mb() {
 	"$MB" -f alice@example.com -t bob@example.org -m "$MD" "$@"
 }
 
-# delivered: prints the one file in $MD/new; fails unless there is
-# exactly one there and nothing in tmp/.
-delivered() {
-	local f n
-	n=$(find "$MD/new" -type f | wc -l)
-	[ "$n" -eq 1 ] || { echo "new/ has $n files" >&2; return 1; }
-	[ -z "$(ls -A "$MD/tmp")" ] || { echo "tmp/ not empty" >&2; return 1; }
-	f=$(find "$MD/new" -type f)
-	printf '%s\n' "$f"
-}
 
 # same <<EOF: $output must be exactly the lines on stdin.
 same() {
@@ -67,15 +57,11 @@ no_dac() {
 	fi
 }
 
-# nothing_delivered: new/ and tmp/ are empty (or absent).
-nothing_delivered() {
-	[ -z "$(ls -A "$MD/new" 2>/dev/null)" ] && [ -z "$(ls -A "$MD/tmp" 2>/dev/null)" ]
-}
 
 @test "a plain message has our headers and the body, 7bit, nothing else" {
 	printf 'Second message, no attachments.' >"$T/body"
 	run -0 mb -s 'Second vector message' -b "$T/body"
-	f=$(delivered)
+	f=$(the_message "$MD")
 	[ "$output" = "$f $(stat -c %s "$f")" ]
 	run -0 "$PY" "$CHECK" "$f"
 	same <<-'EOF'
@@ -97,7 +83,7 @@ nothing_delivered() {
 	printf 'First line of the vector body.\n\nThird line, after the empty one.' >"$T/body"
 	run -0 mb -s 'Vector subject' -b "$T/body" -a "$S1/note-a.txt" \
 	    -n note-a.txt -a "$S1/note-b.txt" -n note-b.txt
-	f=$(delivered)
+	f=$(the_message "$MD")
 	mkdir "$T/out"
 	run -0 "$PY" "$CHECK" "$f" --save "$T/out"
 	same <<-'EOF'
@@ -127,7 +113,7 @@ nothing_delivered() {
 	for c in 1 7 56 57 58 65536; do
 		rm -rf "$MD" "$T/out"/*
 		run -0 mb -s bin -b /dev/null -a "$T/bin" -n data.bin -c $c
-		f=$(delivered)
+		f=$(the_message "$MD")
 		run -0 "$PY" "$CHECK" "$f" --save "$T/out"
 		[[ "${lines[6]}" == "attachment 1: type=application/octet-stream filename='data.bin' size=$(stat -c %s "$T/bin") "* ]]
 		cmp "$T/bin" "$T/out/1"
@@ -137,7 +123,7 @@ nothing_delivered() {
 @test "an empty attachment is an empty part" {
 	: >"$T/empty"
 	run -0 mb -s empty -b /dev/null -a "$T/empty" -n empty.txt
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	[ "${lines[6]}" = "attachment 1: type=text/plain filename='empty.txt' size=0 sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" ]
 }
@@ -147,7 +133,7 @@ nothing_delivered() {
 	name='Résumé — 履歴書 «final».pdf'
 	printf 'x' >"$T/f"
 	run -0 mb -s "$subj" -b /dev/null -a "$T/f" -n "$name"
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	[ "${lines[2]}" = "subject: '$subj'" ]
 	[[ "${lines[6]}" == "attachment 1: type=application/pdf filename='$name' size=1 "* ]]
@@ -159,14 +145,14 @@ nothing_delivered() {
 
 @test "invalid UTF-8 in the subject becomes U+FFFD" {
 	run -0 mb -s 'bad \xff\xc3 end' -b /dev/null
-	run -0 "$PY" "$CHECK" "$(delivered)"
+	run -0 "$PY" "$CHECK" "$(the_message "$MD")"
 	[ "${lines[2]}" = "subject: 'bad �� end'" ]
 }
 
 @test "a long ASCII subject is encoded, folded, and decodes to itself" {
 	subj=$(printf 'word%.0s ' {1..40})end
 	run -0 mb -s "$subj" -b /dev/null
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	[ "${lines[2]}" = "subject: '$subj'" ]
 	[ "$(grep -c '^ =?UTF-8?B?' "$f")" -ge 2 ]
@@ -174,7 +160,7 @@ nothing_delivered() {
 
 @test "CR and LF in the subject make one line: no header can be injected" {
 	run -0 mb -s 'hi\r\nBcc: evil@example.net\r\n\r\nbody?' -b /dev/null
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run ! grep -qi '^bcc:' "$f"
 	run -0 "$PY" "$CHECK" "$f"	# checks the exact header set
 	[ "${lines[2]}" = "subject: 'hi Bcc: evil@example.net body?'" ]
@@ -183,7 +169,7 @@ nothing_delivered() {
 
 @test "NUL, TAB and other controls in the subject become spaces" {
 	run -0 mb -s 'a\0b\tc\x1bd\x7fe' -b /dev/null
-	run -0 "$PY" "$CHECK" "$(delivered)"
+	run -0 "$PY" "$CHECK" "$(the_message "$MD")"
 	[ "${lines[2]}" = "subject: 'a b c d e'" ]
 }
 
@@ -195,7 +181,7 @@ nothing_delivered() {
 	    -a "$T/f" -n 'say "hi"\r\nContent-Type: evil.txt' \
 	    -a "$T/f" -n 'nul\0and\x01ctl\x7f.bin' \
 	    -a "$T/f" -n 'evil\xe2\x80\xaetxt.exe'
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	[[ "${lines[6]}" == "attachment 1: type=application/octet-stream filename='passwd' "* ]]
 	[[ "${lines[7]}" == "attachment 2: type=application/octet-stream filename='b' "* ]]
@@ -212,7 +198,7 @@ nothing_delivered() {
 	printf 'x' >"$T/f"
 	run -0 mb -s names -b /dev/null -a "$T/f" -n '' -a "$T/f" -n '.' \
 	    -a "$T/f" -n 'dir/..' -a "$T/f" -n 'dir/' -a "$T/f" -n '   '
-	run -0 "$PY" "$CHECK" "$(delivered)"
+	run -0 "$PY" "$CHECK" "$(the_message "$MD")"
 	for i in 1 2 3 4 5; do
 		[[ "${lines[$((5 + i))]}" == "attachment $i: type=application/octet-stream filename='attachment-$i' "* ]]
 	done
@@ -222,7 +208,7 @@ nothing_delivered() {
 	printf 'x' >"$T/f"
 	long=$(printf 'é%.0s' {1..150})
 	run -0 mb -s long -b /dev/null -a "$T/f" -n "$long.pdf"
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	want="$(printf 'é%.0s' {1..98}).pdf"
 	[[ "${lines[6]}" == "attachment 1: type=application/pdf filename='$want' "* ]]
@@ -240,7 +226,7 @@ nothing_delivered() {
 		printf '\n=end\t'
 	} >"$T/body"
 	run -0 mb -s qp -b "$T/body"
-	f=$(delivered)
+	f=$(the_message "$MD")
 	run -0 "$PY" "$CHECK" "$f"
 	# CRLF -> LF, and a single-part message ends with a line end.
 	want=$("$PY" -c 'import sys; print(repr(open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").decode() + "\n"))' "$T/body")
@@ -253,7 +239,7 @@ nothing_delivered() {
 	umask 022
 	MD=$T/a/b/c/Maildir
 	run -0 mb -s x -b /dev/null
-	f=$(delivered)
+	f=$(the_message "$MD")
 	for d in "$T/a" "$T/a/b" "$T/a/b/c" "$MD" "$MD/tmp" "$MD/new" "$MD/cur"; do
 		[ "$(stat -c %a "$d")" = 700 ]
 	done
@@ -263,7 +249,7 @@ nothing_delivered() {
 
 @test "slash and colon in the host name are escaped in the Maildir name" {
 	run -0 mb -s x -b /dev/null -H 'we/ird:host'
-	f=$(delivered)
+	f=$(the_message "$MD")
 	[[ "$(basename "$f")" == *'.we\057ird\072host' ]]
 }
 
@@ -308,7 +294,7 @@ nothing_delivered() {
 	run -1 bash -c 'ulimit -f 64; exec "$0" -f a@example.com -t b@example.org -m "$1" -s x -b /dev/null -a "$2"' "$MB" "$MD" "$T/big"
 	[[ "$output" =~ ^"mail-build: Maildir write $MD/tmp/"[0-9]+\.M[0-9]+P[0-9]+Q[0-9]+\.test\.example": File too large"$ ]]
 	[ -d "$MD/new" ]
-	nothing_delivered
+	nothing_delivered "$MD"
 }
 
 @test "a large message is written out to disk as it is built: the closing fsync waits only for the tail" {
@@ -317,7 +303,7 @@ nothing_delivered() {
 	run -0 env ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
 	    strace -qq -e trace=sync_file_range,fsync -o "$T/st" \
 	    "$MB" -f a@example.com -t b@example.org -m "$MD" -s x -b /dev/null -a "$T/f"
-	f=$(delivered)
+	f=$(the_message "$MD")
 	size=$(stat -c %s "$f")
 	# sync_file_range(FD, OFF, LEN, SYNC_FILE_RANGE_WRITE) over
 	# consecutive ranges of at least 4 MiB from 0, then the fsyncs
@@ -335,7 +321,7 @@ nothing_delivered() {
 	head -c 100000 /dev/urandom >"$T/f"
 	run -0 mb -s x -b /dev/null -a "$T/f" -A
 	[ "$output" = aborted ]
-	nothing_delivered
+	nothing_delivered "$MD"
 }
 
 @test "sendmail gets -i -f SENDER -- RCPT and the message on stdin, and its output goes nowhere" {
