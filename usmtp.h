@@ -4,8 +4,9 @@
  *
  * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
  * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
- * noise.c and util.c; auth.c and mailer.c may call crypto.c; crypto.c,
- * noise.c and dial.c call only OpenSSL and libc.  Modules never exit,
+ * noise.c and util.c; auth.c and mailer.c may call crypto.c; check.c
+ * calls crypto.c, auth.c and throttle.c; crypto.c, noise.c and dial.c
+ * call only OpenSSL and libc.  Modules never exit,
  * print or syslog: they return -1 (or an FR_* or DIAL_* code) and set a
  * static reason (*why) for the caller to report.
  */
