@@ -633,8 +633,8 @@ check_delivery(struct run *r, const struct check_conf *c, struct userdb *db)
 		return;
 	}
 	if (c->recipients_any)
-		say(r, CHECK_PROBLEM, NULL, "--recipients any needs --sendmail: "
-		    "Maildir delivery can only deliver to users in the "
+		say(r, CHECK_PROBLEM, NULL, "--recipients any needs "
+		    "--sendmail: Maildir delivery can only deliver to users in the "
 		    "database; set recipients = local, or deliver with "
 		    "--sendmail");
 	if (template_ok(c->maildir, &why) == -1) {
