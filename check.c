@@ -642,21 +642,23 @@ check_delivery(struct run *r, const struct check_conf *c, struct userdb *db)
 		    "fix --maildir", why);
 		return;
 	}
-	/* The fixed part: up to the last '/' before the first '%'. */
+	/* The fixed part: up to the last '/' before the first '%' (the
+	 * template is absolute); a template without one is a single
+	 * Maildir, which the handler makes in its directory. */
 	snprintf(base, sizeof(base), "%s", c->maildir);
-	if ((pct = strchr(c->maildir, '%')) != NULL) {
+	if ((pct = strchr(c->maildir, '%')) != NULL)
 		base[pct - c->maildir] = '\0';
-		*strrchr(base, '/') = '\0';
-		if (base[0] == '\0')
-			snprintf(base, sizeof(base), "/");
-	}
+	*strrchr(base, '/') = '\0';
+	if (base[0] == '\0')
+		snprintf(base, sizeof(base), "/");
 	if (stat(base, &st) == -1 || !S_ISDIR(st.st_mode)) {
 		say(r, CHECK_PROBLEM, base, "the Maildir base directory of "
 		    "--maildir %s does not exist; run: install -d -o %s -g %s "
 		    "%s", c->maildir, r->user, r->group, base);
 		return;
 	}
-	if (pct == NULL && writable_dir(r, base, "the Maildir", 1) == -1)
+	if (pct == NULL && writable_dir(r, c->maildir, "the Maildir", 1) ==
+	    -1)
 		return;
 	memset(&w, 0, sizeof(w));
 	w.r = r;

@@ -1990,6 +1990,8 @@ run_check(void)
 	int			 n;
 
 	crypto_init(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT);
+	/* lines in order when standard output and error are one pipe */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	memset(&c, 0, sizeof(c));
 	c.cert = conf.cert;
 	c.key = conf.key;
