@@ -1906,9 +1906,13 @@ serve(struct session *s)
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
 		/* The login deadline holds however fast the frames come:
-		 * checked before each one is served, not only in waits. */
-		if (r == FR_OK && frame_deadline_passed(&s->io)) {
-			OPENSSL_cleanse(data, len);
+		 * checked before each one is served, not only in waits.  A
+		 * write that ran out of time (a client that does not read)
+		 * is a timeout too. */
+		if ((r == FR_OK || r == FR_ERROR) &&
+		    (frame_deadline_passed(&s->io) || s->io.timedout)) {
+			if (r == FR_OK)
+				OPENSSL_cleanse(data, len);
 			r = FR_TIMEOUT;
 		}
 		/* usmtp(7), SECURE MODE: until the handshake is done no

@@ -53,7 +53,7 @@ setup() {
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
 	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
 		--session-key "$T/key.hex" \
-		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG" \
+		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write,sendto -o $T/strace $HANDLER 2>>$HLOG" \
 		login-wrong.in) > "$T/out"
 	diff -u "$TRANSCRIPTS/login-wrong.out" "$T/out"
 	$PY "$TOP/tests/writes.py" "$T/strace" "$T/key.hex" > "$T/writes"
