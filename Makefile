@@ -45,7 +45,7 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
-	  util.o noise.o proxy.o
+	  util.o noise.o proxy.o check.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
 # unit tests run by "make check"; test drivers used by the bats suites,

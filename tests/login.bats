@@ -69,7 +69,7 @@ setup() {
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
 	[ "${lines[5]}" = "[handler exit 78]" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 }
 
 @test "a client that does not log in within --login-timeout is cut off with 500" {
