@@ -73,7 +73,6 @@ static void	 check_pair(struct run *, const char *, const char *,
 static struct userdb *check_users(struct run *, const char *);
 static int	 count_user(void *, const char *, const char *);
 static int	 template_ok(const char *, const char **);
-static int	 expand(const char *, const char *, char *, size_t);
 static int	 maildir_user(void *, const char *, const char *);
 static void	 check_delivery(struct run *, const struct check_conf *,
 		    struct userdb *);
@@ -529,48 +528,6 @@ template_ok(const char *t, const char **why)
 	return 0;
 }
 
-/* The template for addr, as mailer.c expands it.  0, or -1. */
-static int
-expand(const char *t, const char *addr, char *out, size_t outsz)
-{
-	const char	*at, *v;
-	size_t		 n = 0, vl;
-
-	if ((at = strrchr(addr, '@')) == NULL)
-		at = addr + strlen(addr);
-	for (; *t != '\0'; t++) {
-		v = t;
-		vl = 1;
-		if (*t == '%') {
-			switch (*++t) {
-			case 'u':
-				v = addr;
-				vl = (size_t)(at - addr);
-				break;
-			case 'd':
-				v = *at == '@' ? at + 1 : "";
-				vl = strlen(v);
-				break;
-			case 'a':
-				v = addr;
-				vl = strlen(addr);
-				break;
-			case '%':
-				v = "%";
-				break;
-			default:
-				return -1;
-			}
-		}
-		if (n + vl >= outsz)
-			return -1;
-		memcpy(out + n, v, vl);
-		n += vl;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
 /* One user's Maildir: its tmp/, new/ and cur/ can be written or made. */
 static int
 maildir_user(void *arg, const char *addr, const char *maildir)
@@ -586,8 +543,8 @@ maildir_user(void *arg, const char *addr, const char *maildir)
 	if (*maildir != '\0')
 		n = snprintf(dir, sizeof(dir), "%s", maildir);
 	else
-		n = expand(w->c->maildir, addr, dir, sizeof(dir)) == -1 ?
-		    -1 : 0;
+		n = mail_maildir_expand(w->c->maildir, addr, dir,
+		    sizeof(dir)) != 0 ? -1 : 0;
 	if (n < 0 || (size_t)n >= sizeof(dir)) {
 		say(w->r, CHECK_PROBLEM, NULL, "%s: path too long", what);
 		w->bad++;

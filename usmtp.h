@@ -5,10 +5,10 @@
  * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
  * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
  * noise.c and util.c; auth.c, mailer.c and noise.c may call crypto.c;
- * check.c calls crypto.c, auth.c and throttle.c; crypto.c and dial.c
- * call only OpenSSL and libc.  Modules never exit,
- * print or syslog: they return -1 (or an FR_* or DIAL_* code) and set a
- * static reason (*why) for the caller to report.
+ * check.c calls crypto.c, auth.c, mailer.c and throttle.c; crypto.c and
+ * dial.c call only OpenSSL and libc.  Modules never exit, print or
+ * syslog: they return -1 (or an FR_* or DIAL_* code) and set a static
+ * reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
@@ -596,6 +596,13 @@ int	mail_attach_end(struct mail *m, const char **why);
  */
 int	mail_commit(struct mail *m, char *where, size_t wheresz,
 	    off_t *size, const char **why);
+/*
+ * Expands a Maildir template for addr (a normalized address): %u its
+ * local part, %d its domain, %a all of it, %% a percent sign, into out.
+ * 0; -1 for an unknown escape; -2 when out is too small.
+ */
+int	mail_maildir_expand(const char *template, const char *addr,
+	    char *out, size_t outsz);
 /* Abandons the message: removes the temporary file, frees m. */
 void	mail_abort(struct mail *m);
 
