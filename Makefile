@@ -45,7 +45,7 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
-	  util.o noise.o proxy.o replay.o limit.o
+	  util.o noise.o proxy.o check.o replay.o limit.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
 # unit tests run by "make check"; test drivers used by the bats suites,
@@ -71,11 +71,11 @@ usmtp-users: $(USERS_OBJS)
 tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
+tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^
+tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/replay-test: tests/unit/replay-test.o replay.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
@@ -104,7 +104,7 @@ tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
 tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-%.o: %.c usmtp.h tests/unit/tap.h
+%.o: %.c usmtp.h tests/unit/tap.h tests/unit/noise-pair.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
 # The packages first: on a fresh machine nothing builds without them.
@@ -147,7 +147,7 @@ tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
-tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c tests/unit/noise-pair.h frame.c crypto.c util.c \
 	    noise.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
 	    util.c noise.c -lcrypto

@@ -894,19 +894,59 @@ random_hex(char *out, size_t outsz)
 	return 0;
 }
 
+int
+mail_maildir_expand(const char *t, const char *addr, char *out,
+    size_t outsz)
+{
+	const char	*at, *v;
+	size_t		 n = 0, vl;
+
+	if ((at = strrchr(addr, '@')) == NULL)
+		at = addr + strlen(addr);
+	for (; *t != '\0'; t++) {
+		v = t;
+		vl = 1;
+		if (*t == '%') {
+			switch (*++t) {
+			case 'u':
+				v = addr;
+				vl = (size_t)(at - addr);
+				break;
+			case 'd':
+				v = *at == '@' ? at + 1 : "";
+				vl = strlen(v);
+				break;
+			case 'a':
+				v = addr;
+				vl = strlen(addr);
+				break;
+			case '%':
+				v = "%";
+				break;
+			default:
+				return -1;
+			}
+		}
+		if (n + vl >= outsz)
+			return -2;
+		memcpy(out + n, v, vl);
+		n += vl;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 /*
- * The recipient's Maildir: rcpt_maildir, or the template with %u (local
- * part), %d (domain), %a (address) of m->rcpt and %% (a percent).  NULL
- * (m failed) when there is no Maildir at all, on an unknown escape, or
- * when the path would be too long.
+ * The recipient's Maildir: rcpt_maildir, or the template expanded for
+ * m->rcpt.  NULL (m failed) when there is no Maildir at all, on an
+ * unknown escape, or when the path would be too long.
  */
 static char *
 maildir_path(struct mail *m, const struct mail_conf *conf,
     const char *rcpt_maildir)
 {
-	const char	*t, *at, *v, *rcpt = m->rcpt;
-	char		*out;
-	size_t		 n = 0, vl;
+	char	*out;
+	int	 r;
 
 	if (rcpt_maildir != NULL && *rcpt_maildir != '\0') {
 		if ((out = strdup(rcpt_maildir)) == NULL)
@@ -918,52 +958,18 @@ maildir_path(struct mail *m, const struct mail_conf *conf,
 		    NULL);
 		return NULL;
 	}
-	if ((at = strrchr(rcpt, '@')) == NULL)
-		at = rcpt + strlen(rcpt);
 	if ((out = malloc(PATH_MAX)) == NULL) {
 		fail(m, "out of memory", NULL);
 		return NULL;
 	}
-	for (t = conf->maildir; *t != '\0'; t++) {
-		v = t;
-		vl = 1;
-		if (*t == '%') {
-			switch (*++t) {
-			case 'u':
-				v = rcpt;
-				vl = (size_t)(at - rcpt);
-				break;
-			case 'd':
-				v = *at == '@' ? at + 1 : "";
-				vl = strlen(v);
-				break;
-			case 'a':
-				v = rcpt;
-				vl = strlen(rcpt);
-				break;
-			case '%':
-				v = "%";
-				break;
-			default:
-				free(out);
-				fail(m, why_path("Maildir template",
-				    conf->maildir, "bad template: % takes u, "
-				    "d, a or %", NULL), NULL);
-				return NULL;
-			}
-		}
-		if (n + vl >= PATH_MAX) {
-			free(out);
-			fail(m, why_path("Maildir template", conf->maildir,
-			    "the path is too long for this recipient", NULL),
-			    NULL);
-			return NULL;
-		}
-		memcpy(out + n, v, vl);
-		n += vl;
-	}
-	out[n] = '\0';
-	return out;
+	if ((r = mail_maildir_expand(conf->maildir, m->rcpt, out, PATH_MAX))
+	    == 0)
+		return out;
+	free(out);
+	fail(m, why_path("Maildir template", conf->maildir, r == -1 ?
+	    "bad template: % takes u, d, a or %" :
+	    "the path is too long for this recipient", NULL), NULL);
+	return NULL;
 }
 
 /*

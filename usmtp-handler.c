@@ -103,6 +103,7 @@ struct conf {
 	int		 noise_set;	/* given: no defaults then */
 	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
 	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
+	int		 recipients_any;	/* --recipients any: relay */
 	const char	*replay_db;	/* NULL: no replay cache */
 	const char	*slot_file;	/* NULL: no host-wide slots */
 	long		 max_kdf;	/* KDF runs at once, 0 any, -1 CPUs */
@@ -155,6 +156,9 @@ static struct session	*logsess;
 static struct limit	 limits = { -1, -1, -1 };	/* --slot-file */
 static int		 stderr_socket;	/* under inetd: the client */
 static volatile sig_atomic_t got_signal;
+static int		 check_mode;	/* --check: no session */
+static int		 verbose;	/* --verbose: what --check checked */
+static const char	*config_path;	/* --config's file, or NULL */
 static sigset_t		 waitmask;	/* signals that end a session,
 					 * allowed only while waiting */
 
@@ -213,6 +217,13 @@ static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
 static int	 throttle_conf(struct throttle *t);
 static void	 throttle_repaired(const struct throttle *t);
+static void	 throttle_error(const char *op, const char *why);
+static void	 config_error(const char *name, const char *path,
+		    const char *op, const char *option, enum check_file kind,
+		    const char *why);
+static void	 check_line(void *arg, enum check_level level,
+		    const char *path, const char *text);
+static int	 run_check(void);
 static int	 throttle_refused(struct session *s);
 static unsigned	 throttle_delay(struct session *s);
 static size_t	 throttle_record(struct session *s, struct throttle *t,
@@ -294,7 +305,8 @@ usage(int status)
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--noise-cert FILE --noise-key FILE]\n"
-"                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
+"                     [--maildir TEMPLATE | --sendmail PATH]\n"
+"                     [--recipients local|any] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
@@ -302,9 +314,15 @@ usage(int status)
 "                     [--throttle-window SECONDS] [--proxy-protocol]\n"
 "                     [--replay-db FILE] [--slot-file FILE] [--max-kdf N]\n"
 "                     [--log-stderr] [--help] [--version]\n"
+"       usmtp-handler --check [--verbose] [options as above]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
+"  --check                  check the configuration (keys, certificates,\n"
+"                           users database, delivery, state files) as this\n"
+"                           user, serve no session; one line per problem,\n"
+"                           exit 78 (EX_CONFIG) if any\n"
+"  -v, --verbose            with --check: also one line per thing checked\n"
 "  --config FILE            read \"name = value\" lines (the long option names);\n"
 "                           the command line wins\n"
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
@@ -319,6 +337,9 @@ usage(int status)
 "                           %%a address, %%%% percent (%s)\n"
 "  --sendmail PATH          deliver with PATH -i -f SENDER -- RECIPIENT instead;\n"
 "                           of --maildir and --sendmail the last one wins\n"
+"  --recipients local|any   local: the recipient must be a user in the\n"
+"                           database (402 otherwise); any: any valid\n"
+"                           address, only with --sendmail (local)\n"
 "  --sendmail-timeout SECONDS  how long sendmail may take (%d)\n"
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
 "  --login-timeout SECONDS  time from connection to login, 0 for none (%d)\n"
@@ -480,6 +501,16 @@ set_option(const char *name, const char *val, const char **why)
 		if ((flag = parse_flag(val)) == -1)
 			return -1;
 		conf.proxy_protocol = flag;
+	} else if (strcmp(name, "recipients") == 0) {
+		/* checked against the delivery method once all are read */
+		if (strcmp(val, "local") == 0)
+			conf.recipients_any = 0;
+		else if (strcmp(val, "any") == 0)
+			conf.recipients_any = 1;
+		else {
+			*why = "local or any";
+			return -1;
+		}
 	} else {
 		*why = "unknown option";
 		return -1;
@@ -501,7 +532,7 @@ read_config(const char *path)
 	int		 lineno = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		complain("%s: %s", path, strerror(errno));
+		complain("--config %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -581,6 +612,26 @@ log_init(void)
 	}
 	if (!conf.log_stderr)
 		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/*
+ * A file of the configuration failed a session (name: the log key, cert,
+ * key or users): its path, the operation (read, load, open, check,
+ * lookup) and the reason; for a file given with --option, what
+ * check_file() finds wrong with it and what to do, when it finds
+ * anything, else why.
+ */
+static void
+config_error(const char *name, const char *path, const char *op,
+    const char *option, enum check_file kind, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix = NULL;
+
+	if (option != NULL)
+		fix = check_file(path, option, kind, buf, sizeof(buf));
+	logx(LOG_ERR, "error %s=%s op=%s reason=\"%s\"", name, path, op,
+	    fix != NULL ? fix : why);
 }
 
 /* One line per event: session id, peer, then key=value pairs. */
@@ -951,7 +1002,8 @@ st_algos(struct session *s, char *p, size_t len)
 	}
 	cert = s->secure ? conf.noise_cert : conf.cert;
 	if ((pem = crypto_read_cert_pem(cert, &pemlen, &why)) == NULL) {
-		logx(LOG_ERR, "error cert=%s reason=\"%s\"", cert, why);
+		config_error("cert", cert, "read", s->secure ? "noise-cert" :
+		    "cert", CHECK_FILE_CERT, why);
 		session_fail(s, 500, "config");
 	}
 	/* "202 algos valid" then the PEM at once: the reference client
@@ -986,7 +1038,8 @@ st_key(struct session *s, char *p, size_t len)
 	(void)outlen;
 #else
 	if ((key = crypto_load_key(conf.key, KEY_RSA2048, &why)) == NULL) {
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.key, why);
+		config_error("key", conf.key, "load", "key", CHECK_FILE_KEY,
+		    why);
 		session_fail(s, 500, "config");
 	}
 	r = crypto_rsa_decrypt(key, (unsigned char *)p, len, out, sizeof(out),
@@ -1068,7 +1121,8 @@ st_noise(struct session *s, char *p, size_t len)
 	if ((key = crypto_load_key(conf.noise_key, KEY_X25519, &why)) == NULL ||
 	    noise_pkey_private(key, priv, &why) == -1) {
 		EVP_PKEY_free(key);
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.noise_key, why);
+		config_error("key", conf.noise_key, "load", "noise-key",
+		    CHECK_FILE_KEY, why);
 		session_end(s, EX_CONFIG, "config", 0);
 	}
 	/* The private key is needed for nothing else: free it now. */
@@ -1136,8 +1190,7 @@ st_command(struct session *s, char *p, size_t len)
 			session_fail(s, 510, "throttled");
 		if (s->db == NULL && (s->db = auth_open(conf.users, &why)) ==
 		    NULL) {
-			logx(LOG_ERR, "error users=%s reason=\"%s\"",
-			    conf.users, why);
+			config_error("users", conf.users, "open", NULL, 0, why);
 			session_fail(s, 500, "config");
 		}
 		s->addr[0] = '\0';
@@ -1200,7 +1253,7 @@ st_login_pass(struct session *s, char *p, size_t len)
 		session_fail(s, 500, "login-timeout");
 	}
 	if (r == -1) {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "check", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	if (r == 1) {
@@ -1263,6 +1316,23 @@ throttle_repaired(const struct throttle *t)
 }
 
 /*
+ * The throttle file could not be used (op: read, update): its path, the
+ * operation, and what to do when check_file() can tell (a missing
+ * directory, say), else the reason throttle.c gave.
+ */
+static void
+throttle_error(const char *op, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix;
+
+	fix = check_file(conf.throttle_db, "throttle-db", CHECK_FILE_STATE,
+	    buf, sizeof(buf));
+	logx(LOG_ERR, "error throttle=%s op=%s reason=\"%s\"",
+	    conf.throttle_db, op, fix != NULL ? fix : why);
+}
+
+/*
  * usmtp(7), Login (throttle extension): an address with throttle_max
  * failed logins, or a /24 or /48 with throttle_net_max, each within
  * throttle_window seconds of the one before, gets 510 at LOGIN until
@@ -1285,8 +1355,7 @@ throttle_refused(struct session *s)
 	r = throttle_check(&t, k, 2, time(NULL), n, &why);
 	throttle_repaired(&t);
 	if (r == -1) {
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	for (i = 0; r == 1 && i < 2; i++)
@@ -1320,8 +1389,7 @@ throttle_delay(struct session *s)
 		return 0;
 	if (throttle_check(&t, &k, 1, time(NULL), &n, &why) == -1) {
 		throttle_repaired(&t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	throttle_repaired(&t);
@@ -1366,8 +1434,7 @@ throttle_record(struct session *s, struct throttle *t,
 		nk = 3;
 	if (throttle_fail(t, k, nk, time(NULL), n, &why) == -1) {
 		throttle_repaired(t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("update", why);
 		return 0;
 	}
 	throttle_repaired(t);
@@ -1462,12 +1529,13 @@ st_to(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 	const char	*why;
-	int		 r, code;
+	int		 r = 0, code;
 
 	if (parse_addr_line(p, len, "mail to:", m->rcpt) == -1)
 		code = 301;
-	else if ((r = auth_lookup(s->db, m->rcpt, m->rcpt_maildir,
-	    sizeof(m->rcpt_maildir), &why)) == 1) {
+	/* --recipients any: sendmail relays for the logged-in user */
+	else if (conf.recipients_any || (r = auth_lookup(s->db, m->rcpt,
+	    m->rcpt_maildir, sizeof(m->rcpt_maildir), &why)) == 1) {
 		reply(s, 200);
 		reply(s, 123);
 		enter(s, S_SUBJECT);
@@ -1475,7 +1543,7 @@ st_to(struct session *s, char *p, size_t len)
 	} else if (r == 0)
 		code = 402;
 	else {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "lookup", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	m->rcpt[0] = '\0';
@@ -1775,10 +1843,13 @@ parse_args(int argc, char *argv[])
 		{ "throttle-net-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
+		{ "recipients", required_argument, NULL, 0 },
 		{ "replay-db", required_argument, NULL, 0 },
 		{ "slot-file", required_argument, NULL, 0 },
 		{ "max-kdf", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
+		{ "check", no_argument, NULL, 'K' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1790,12 +1861,15 @@ parse_args(int argc, char *argv[])
 	optind = 0;	/* glibc: start getopt afresh */
 #endif
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		if (c == 'C' && read_config(optarg) == -1)
 			exit(EX_CONFIG);
+		if (c == 'C')
+			config_path = optarg;
+	}
 	opterr = !stderr_socket;	/* getopt's own messages too */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		switch (c) {
 		case 0:
 			name = longopts[idx].name;
@@ -1807,6 +1881,12 @@ parse_args(int argc, char *argv[])
 			}
 			break;
 		case 'C':
+			break;
+		case 'K':
+			check_mode = 1;
+			break;
+		case 'v':
+			verbose = 1;
 			break;
 		case 'h':
 			usage(EX_OK);
@@ -1820,6 +1900,10 @@ parse_args(int argc, char *argv[])
 	}
 	if (optind != argc) {
 		complain("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+	if (verbose && !check_mode) {
+		complain("--verbose goes with --check");
 		usage(EX_USAGE);
 	}
 }
@@ -1933,9 +2017,13 @@ serve(struct session *s)
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
 		/* The login deadline holds however fast the frames come:
-		 * checked before each one is served, not only in waits. */
-		if (r == FR_OK && frame_deadline_passed(&s->io)) {
-			OPENSSL_cleanse(data, len);
+		 * checked before each one is served, not only in waits.  A
+		 * write that ran out of time (a client that does not read)
+		 * is a timeout too. */
+		if ((r == FR_OK || r == FR_ERROR) &&
+		    (frame_deadline_passed(&s->io) || s->io.timedout)) {
+			if (r == FR_OK)
+				OPENSSL_cleanse(data, len);
 			r = FR_TIMEOUT;
 		}
 		/* usmtp(7), SECURE MODE: until the handshake is done no
@@ -1990,6 +2078,65 @@ serve(struct session *s)
 	}
 }
 
+/*
+ * --check's lines: problems and warnings on standard error, always;
+ * with --verbose what was checked, on standard output.
+ */
+static void
+check_line(void *arg, enum check_level level, const char *path,
+    const char *text)
+{
+	(void)arg;
+	if (level == CHECK_OK && !verbose)
+		return;
+	fprintf(level == CHECK_OK ? stdout : stderr,
+	    "usmtp-handler: %s%s%s%s\n", level == CHECK_WARN ? "warning: " :
+	    "", path != NULL ? path : "", path != NULL ? ": " : "", text);
+}
+
+/*
+ * usmtp-handler --check: the configuration as a session would read it,
+ * checked by check.c.  EX_OK, or EX_CONFIG when there is a problem.
+ */
+static int
+run_check(void)
+{
+	struct check_conf	 c;
+	int			 n;
+
+	crypto_init(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT);
+	/* lines in order when standard output and error are one pipe */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	memset(&c, 0, sizeof(c));
+	c.cert = conf.cert;
+	c.key = conf.key;
+	c.noise_cert = conf.noise_cert;
+	c.noise_key = conf.noise_key;
+	/* the default pair, as st_algos() takes it */
+	if (!conf.noise_set && access(DEF_NOISE_CERT, F_OK) == 0 &&
+	    access(DEF_NOISE_KEY, F_OK) == 0) {
+		c.noise_cert = DEF_NOISE_CERT;
+		c.noise_key = DEF_NOISE_KEY;
+	}
+	c.users = conf.users;
+	c.sendmail = conf.sendmail;
+	c.maildir = conf.sendmail != NULL ? NULL :
+	    conf.maildir != NULL ? conf.maildir : DEF_MAILDIR;
+	c.recipients_any = conf.recipients_any;
+	c.throttle_db = conf.throttle_max > 0 ? conf.throttle_db : NULL;
+	c.replay_db = conf.replay_db;
+	c.slot_file = conf.max_kdf != 0 ? conf.slot_file : NULL;
+	if (verbose)
+		printf("usmtp-handler: %s%s\n", config_path != NULL ?
+		    config_path : "no --config file",
+		    config_path != NULL ? ": read" : "");
+	n = check_config(&c, time(NULL), check_line, NULL);
+	if (verbose && n == 0)
+		printf("usmtp-handler: no problems found\n");
+	fflush(stdout);
+	return n > 0 ? EX_CONFIG : EX_OK;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -2007,6 +2154,14 @@ main(int argc, char *argv[])
 #endif
 	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);
 	parse_args(argc, argv);
+	if (check_mode)
+		exit(run_check());
+	if (conf.recipients_any && conf.sendmail == NULL) {
+		complain("--recipients any needs --sendmail: with Maildir "
+		    "delivery the recipient must be a user in the database; "
+		    "set recipients = local, or deliver with --sendmail");
+		exit(EX_CONFIG);
+	}
 	log_init();
 	session_start(&sess);
 	serve(&sess);

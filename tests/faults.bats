@@ -109,7 +109,7 @@ mail_min() {
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
 	[ "${lines[5]}" = "[handler exit 78]" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 	grep -q 'end reason=config code=500' "$HLOG"
 }
 
@@ -122,7 +122,7 @@ mail_min() {
 	: > "$DB"
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 }
 
 @test "garbage ciphertext is an unknown command and the session goes on" {

@@ -53,7 +53,7 @@ setup() {
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
 	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
 		--session-key "$T/key.hex" \
-		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG" \
+		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write,sendto -o $T/strace $HANDLER 2>>$HLOG" \
 		login-wrong.in) > "$T/out"
 	diff -u "$TRANSCRIPTS/login-wrong.out" "$T/out"
 	$PY "$TOP/tests/writes.py" "$T/strace" "$T/key.hex" > "$T/writes"
@@ -69,7 +69,7 @@ setup() {
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
 	[ "${lines[5]}" = "[handler exit 78]" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 }
 
 @test "a client that does not log in within --login-timeout is cut off with 500" {

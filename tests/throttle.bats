@@ -128,7 +128,7 @@ two_failures() {
 	two_failures 127.0.0.1 "$P4"
 	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
-	grep -q "error throttle=$T/no-such-dir/throttle.db reason=\"No such file or directory\"" "$HLOG"
+	grep -q "error throttle=$T/no-such-dir/throttle.db op=update reason=\"the directory $T/no-such-dir does not exist; run: install -d -m 0700 -o root -g root $T/no-such-dir\"" "$HLOG"
 	run -1 grep -q 'result=throttled' "$HLOG"
 }
 
@@ -140,7 +140,7 @@ two_failures() {
 	two_failures 127.0.0.1 "$P4"
 	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
-	grep -q "error throttle=$TDB reason=\"not a usmtp throttle file" "$HLOG"
+	grep -q "error throttle=$TDB op=read reason=\"not a usmtp throttle file" "$HLOG"
 	cmp "$TDB" "$T/junk"
 }
 
@@ -268,7 +268,7 @@ two_failures() {
 	run -0 from 192.0.2.1 login-wrong
 	run -0 from 192.0.2.1 login-good
 	check_golden login-good
-	grep -q "error throttle=$FULL/throttle.db reason=\"No space left on device\"" "$HLOG"
+	grep -q "error throttle=$FULL/throttle.db op=update reason=\"No space left on device\"" "$HLOG"
 	run -0 ls -A "$FULL"
 	[ -z "$output" ]
 	mount -o remount,size=1m "$FULL"

@@ -12,6 +12,7 @@
  * Framing, attachment content and AES are frame.c's, the connection and
  * the certificate check dial.c's, RSA-OAEP crypto.c's (usmtp(7)).
  */
+#define _GNU_SOURCE		/* memmem */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -117,8 +118,6 @@ static void	 usage(int status) __attribute__((noreturn));
 static void	 die(int status, const char *fmt, ...)
 		    __attribute__((noreturn, format(printf, 2, 3)));
 static void	 cleanup(void);
-static const unsigned char *find_bytes(const unsigned char *h, size_t hn,
-		    const char *needle);
 static void	 print_escaped(FILE *f, const unsigned char *p, size_t n);
 static int	 decode_escapes(const char *s, size_t n, unsigned char **out,
 		    size_t *outlen, const char **why);
@@ -276,17 +275,6 @@ cleanup(void)
 	run.pub = NULL;
 	X509_STORE_free(ca_store);
 	ca_store = NULL;
-}
-
-static const unsigned char *
-find_bytes(const unsigned char *h, size_t hn, const char *needle)
-{
-	size_t	nn = strlen(needle), i;
-
-	for (i = 0; nn <= hn && i <= hn - nn; i++)
-		if (memcmp(h + i, needle, nn) == 0)
-			return h + i;
-	return NULL;
 }
 
 /* One reply line: printable ASCII as is, the rest as C escapes. */
@@ -742,7 +730,7 @@ print_reply(const unsigned char *f, size_t n)
 	const unsigned char	*pem;
 
 	if (n >= 3 && memcmp(f, "202", 3) == 0 &&
-	    (pem = find_bytes(f, n, "-----BEGIN")) != NULL) {
+	    (pem = memmem(f, n, "-----BEGIN", 10)) != NULL) {
 		n = (size_t)(pem - f);
 		while (n > 0 && isspace(f[n - 1]))
 			n--;
