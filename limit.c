@@ -139,7 +139,8 @@ limit_sessions(struct limit *l, unsigned max, unsigned *busy,
 			(*busy)++;
 			continue;
 		}
-		if ((r = slot_busy(l->fd, LIMIT_SESSION_OFF + (off_t)j)) == -1) {
+		r = slot_busy(l->fd, LIMIT_SESSION_OFF + (off_t)j);
+		if (r == -1) {
 			*why = strerror(errno);
 			return -1;
 		}

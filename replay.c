@@ -48,11 +48,11 @@
 	    (off_t)REPLAY_RING * REPLAY_FP_BYTES)
 #define REPLAY_MASK		((uint64_t)REPLAY_INDEX - 1)
 #define REPLAY_SALT_BYTES	32
-#define REPLAY_WIN_SLOTS	64	/* index slots read at once: 512 bytes */
+#define REPLAY_WIN_SLOTS	64	/* index slots read at once: 512 B */
 #define REPLAY_WINS		4	/* windows kept during one update */
 #define REPLAY_LOCK_WAIT_MS	1000	/* then give up: fail open */
 #define REPLAY_LOCK_STEP_MS	2
-#define REPLAY_TRIES		4	/* opens, if others replace the file */
+#define REPLAY_TRIES		4	/* opens, if replaced meanwhile */
 
 struct rhdr {
 	char		magic[8];
@@ -64,7 +64,7 @@ struct rhdr {
 
 /* A cached run of index slots, written back when dirty. */
 struct win {
-	uint64_t	base;		/* first slot, a multiple of WIN_SLOTS */
+	uint64_t	base;		/* first slot, n * WIN_SLOTS */
 	int		used, dirty;
 	uint64_t	slot[REPLAY_WIN_SLOTS];
 };

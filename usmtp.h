@@ -795,9 +795,10 @@ int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
  * most REPLAY_RING / 2^64 (2^-44).  The file is REPLAY_FILE_BYTES
  * (24 MiB + 4 KiB), never more, created sparse.
  */
-#define REPLAY_RING		1048576	/* blocks remembered, at least */
+#define REPLAY_RING		1048576	/* blocks always remembered */
 #define REPLAY_INDEX		(2 * REPLAY_RING)	/* hash slots */
-#define REPLAY_FILE_BYTES	(4096 + 8 * (off_t)(REPLAY_RING + REPLAY_INDEX))
+#define REPLAY_FILE_BYTES	\
+	    (4096 + 8 * (off_t)(REPLAY_RING + REPLAY_INDEX))
 
 /*
  * Under one exclusive lock, tells whether block (len bytes) was

@@ -27,7 +27,7 @@
 #include "usmtp.h"
 #include "tap.h"
 
-#define RACERS		8	/* processes competing for the KDF slots */
+#define RACERS		8	/* processes racing for the KDF slots */
 #define ROUNDS		40	/* slots each takes in turn */
 #define RACE_SLOTS	2
 #define SESSIONS	8
@@ -357,7 +357,8 @@ main(int argc, char *argv[])
 	if (argc == 5 && strcmp(argv[1], "--hold") == 0)
 		return hold(argv[2], argv[3], argv[4]);
 	if (argc != 1) {
-		fprintf(stderr, "usage: limit-test [--hold FILE kdf|session N]\n");
+		fprintf(stderr,
+		    "usage: limit-test [--hold FILE kdf|session N]\n");
 		return 64;
 	}
 	must(mkdtemp(dir) != NULL, "mkdtemp");

@@ -36,7 +36,8 @@ static char	db[sizeof(dir) + 16];
 static unsigned char tail[BLOCK_BYTES];
 
 static void	block(uint64_t n, unsigned char *b);
-static int	offer(const char *path, uint64_t n, int *seen, const char **why);
+static int	offer(const char *path, uint64_t n, int *seen,
+		    const char **why);
 static off_t	size_of(const char *path);
 static int	count_files(void);
 static void	test_basic(void);
@@ -112,7 +113,8 @@ test_basic(void)
 	    "(r %d seen %d: %s)", r, seen, why);
 	ok(stat(db, &st) == 0 && (st.st_mode & 0777) == 0600,
 	    "the file is mode 0600");
-	ok(size_of(db) == REPLAY_FILE_BYTES, "the file is %lld bytes (got %lld)",
+	ok(size_of(db) == REPLAY_FILE_BYTES, "the file is %lld bytes (got "
+	    "%lld)",
 	    (long long)REPLAY_FILE_BYTES, (long long)size_of(db));
 	ok(count_files() == 1, "no temporary file is left beside it");
 	r = offer(db, 1, &seen, &why);
