@@ -11,9 +11,12 @@ load helpers
 
 setup() {
 	usmtp_setup
+	# a server as made today offers secure mode
+	HANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	add_user alice@example.org "correct horse"
 	add_user bob@example.org bob-pw
 	printf 'correct horse\n' > "$T/pw"
+	chmod 600 "$T/pw"
 	printf 'body\n' > "$T/body"
 	unset USMTP_PASSWORD
 	SA_PID=
@@ -347,8 +350,12 @@ EOF
 	[[ $stderr == *"recipient unknown"* ]]
 }
 
-@test "a recipient with bad syntax exits 65" {
-	run -65 --separate-stderr batch -t not-an-address -s x < "$T/body"
+@test "a recipient the server finds malformed (301) exits 65, without BYE" {
+	run -65 --separate-stderr batch -s x bob@exa_mple.org < "$T/body"
+	[ "$stderr" = "usmtp-client: bob@exa_mple.org: bad address syntax: server said: 301 Wrong e-mail syntax" ]
+	# the server waited for another address: BYE would have been one
+	! grep -q 'mail to: BYE\|rcpt.*BYE' "$HLOG"
+	grep -q 'end reason=eof' "$HLOG"
 }
 
 @test "six attachments exit 64 before anything starts" {
@@ -403,9 +410,9 @@ EOF
 	[[ $stderr == *"CA file /nonexistent"* ]]
 }
 
-@test "no server listening exits 69" {
+@test "no server listening exits 75, as msmtp does: a queue may try again" {
 	port=$(free_port)
-	run -69 --separate-stderr timeout 30 usmtp-client \
+	run -75 --separate-stderr timeout 30 usmtp-client \
 		-H 127.0.0.1 -p "$port" --ca "$KEYS/ca.pem" -u alice@example.org \
 		--password-file "$T/pw" -t bob@example.org < "$T/body"
 	[[ $stderr == *"cannot connect"* ]]

@@ -11,6 +11,7 @@ setup() {
 	usmtp_setup
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
+	chmod 600 "$T/pw"
 	SHANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	SA_PID=
 }
