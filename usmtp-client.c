@@ -821,7 +821,10 @@ load_config(void)
 	if (r == 1)
 		return;
 	cf_loaded = 1;
-	if (cf.account != NULL)
+	if (cf.account != NULL && cf.account_line == 0)
+		note("configuration %s, account %s (the keys before any "
+		    "section)", cf.path, cf.account);
+	else if (cf.account != NULL)
 		note("configuration %s, account %s (line %d)", cf.path,
 		    cf.account, cf.account_line);
 	else
