@@ -209,6 +209,8 @@ static int	 read_frame(enum ftype type, size_t max, unsigned char **data,
 		    size_t *len);
 static size_t	 read_plain(enum ftype type, unsigned char **data,
 		    const char *ctx);
+static void	 plain_failed(int r, const char *ctx)
+		    __attribute__((noreturn));
 static int	 not_usmtp(const unsigned char *p, size_t n);
 static int	 read_hello_reply(unsigned char **data, size_t *len);
 static void	 trace_cert(const unsigned char *frame, size_t len);
@@ -397,10 +399,22 @@ note(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Runs at every exit: wipes the password and keys. */
+/*
+ * Runs at every exit: wipes the password and keys, and ends an --exec
+ * command still running (as ssh ends its ProxyCommand).
+ */
 static void
 cleanup(void)
 {
+	int	status;
+
+	if (child > 0) {
+		if (sessfd != -1)
+			close(sessfd);
+		sessfd = -1;
+		(void)kill(child, SIGTERM);
+		(void)dial_reap(&child, &status);
+	}
 	OPENSSL_cleanse(password, sizeof(password));
 	OPENSSL_cleanse(login_addr, sizeof(login_addr));
 	if (io_live) {
@@ -1002,10 +1016,16 @@ read_plain(enum ftype type, unsigned char **data, const char *ctx)
 	size_t	len;
 	int	r;
 
-	r = read_frame(type, PLAIN_MAX_BYTES, data, &len);
-	switch (r) {
-	case FR_OK:
+	if ((r = read_frame(type, PLAIN_MAX_BYTES, data, &len)) == FR_OK)
 		return len;
+	plain_failed(r, ctx);
+}
+
+/* Why a plaintext reply could not be read, and the end. */
+static void
+plain_failed(int r, const char *ctx)
+{
+	switch (r) {
 	case FR_EOF:
 	case FR_TRUNC:
 		die(EX_UNAVAILABLE, "%s: the server closed the connection",
@@ -1280,7 +1300,7 @@ handshake(enum offer offer)
 	if (r == FR_EOF || r == FR_TRUNC)
 		return 2;
 	if (r != FR_OK)
-		(void)read_plain(FT_PLAIN, &data, "hello");	/* dies */
+		plain_failed(r, "hello");
 	trace("<-", shown(data, len), len, rx_wire, 0, FT_PLAIN);
 	if (len >= 4 && data[0] == '5' && isdigit(data[1]) &&
 	    isdigit(data[2]) && data[3] == ' ')
@@ -1299,7 +1319,7 @@ handshake(enum offer offer)
 		return 1;
 	}
 	if (r != FR_OK)
-		(void)read_plain(FT_PLAIN_DOT, &data, "algorithms");
+		plain_failed(r, "algorithms");
 	pem = (const char *)find_bytes(data, len, "-----BEGIN");
 	if (opt.verbose && pem != NULL) {
 		char	what[SHOWN_MAX_BYTES * 4 + 64];
@@ -2398,9 +2418,9 @@ do_interactive(void)
 	char	line[LINE_MAX_BYTES], *s, *e;
 	int	r = 0;
 
-	interactive = 1;
 	load_ca();
 	open_session();
+	interactive = 1;	/* replies shown from here on */
 	printf("Connected: %s\n", GREETING);
 	printf("Commands: LOGIN, SEND MAIL, BYE (help: what they do)\n");
 	for (;;) {
