@@ -163,6 +163,7 @@ mode_of() {
 		grep -qxF "$f" "$T/server" || { echo "usmtp lacks $f"; false; }
 	done
 	for f in /usr/bin/usmtp-client /usr/share/man/man1/usmtp-client.1.gz \
+	    /usr/bin/usmtp-sendmail /usr/share/man/man1/usmtp-sendmail.1.gz \
 	    /usr/share/doc/usmtp-client/copyright; do
 		grep -qxF "$f" "$T/client" || { echo "usmtp-client lacks $f"; false; }
 	done
