@@ -216,6 +216,10 @@ static int	 read_hello_reply(unsigned char **data, size_t *len);
 static void	 trace_cert(const unsigned char *frame, size_t len);
 static void	 key_exchange(X509 *cert);
 static void	 noise_handshake(X509 *cert);
+static int	 say_hello(void);
+static int	 offer_algorithms(enum offer offer, unsigned char **data,
+		    size_t *len);
+static X509	*verify_server(const unsigned char *data, size_t len);
 static int	 handshake(enum offer offer);
 static void	 open_session(void);
 static void	 close_session(int bye);
@@ -1274,27 +1278,16 @@ noise_handshake(X509 *cert)
 }
 
 /*
- * One attempt at a handshake with the given algorithms line.  0 when it
- * is done; 1 when the server refused the line (502) or closed the
- * connection after the hello but before a 202; 2 when it closed the
- * connection without a word; so that another line may be tried.  Any
- * other failure ends the program.
+ * The hello (usmtp(7), Handshake).  0 after a 201; 2 when the server
+ * closed the connection without a word.  Anything else ends the program.
  */
 static int
-handshake(enum offer offer)
+say_hello(void)
 {
-	static const char *const lines[] = {
-		[OFFER_SECURE] = SECURE_ALGOS,
-		[OFFER_DOCUMENT] = DOC_ALGOS,
-		[OFFER_REFERENCE] = REF_ALGOS
-	};
 	unsigned char	*data;
 	size_t		 len;
-	X509		*cert;
-	const char	*why, *pem;
-	int		 kind, r;
+	int		 r;
 
-	io.keep = offer == OFFER_SECURE;	/* the prologue */
 	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO), NULL);
 	r = read_hello_reply(&data, &len);
 	if (r == FR_EOF || r == FR_TRUNC)
@@ -1309,8 +1302,29 @@ handshake(enum offer offer)
 	    data[3] != ' '))
 		die(EX_PROTOCOL, "not a USMTP server (it said: %s)",
 		    shown(data, len));
+	return 0;
+}
+
+/*
+ * The algorithms line.  0 with the 202 frame in *data; 1 when the
+ * server refused it (502) or closed the connection.  Anything else ends
+ * the program.
+ */
+static int
+offer_algorithms(enum offer offer, unsigned char **data, size_t *len)
+{
+	static const char *const lines[] = {
+		[OFFER_SECURE] = SECURE_ALGOS,
+		[OFFER_DOCUMENT] = DOC_ALGOS,
+		[OFFER_REFERENCE] = REF_ALGOS
+	};
+	char		 what[SHOWN_MAX_BYTES * 4 + 64];
+	const unsigned char *pem;
+	size_t		 n;
+	int		 r;
+
 	send_frame(FT_PLAIN, lines[offer], strlen(lines[offer]), NULL);
-	r = read_frame(FT_PLAIN_DOT, PLAIN_MAX_BYTES, &data, &len);
+	r = read_frame(FT_PLAIN_DOT, PLAIN_MAX_BYTES, data, len);
 	if (r == FR_EOF || r == FR_TRUNC) {
 		if (r == FR_TRUNC)
 			trace("<-", shown(io.in + io.inoff, io.inlen),
@@ -1320,20 +1334,30 @@ handshake(enum offer offer)
 	}
 	if (r != FR_OK)
 		plain_failed(r, "algorithms");
-	pem = (const char *)find_bytes(data, len, "-----BEGIN");
-	if (opt.verbose && pem != NULL) {
-		char	what[SHOWN_MAX_BYTES * 4 + 64];
-
+	if ((pem = find_bytes(*data, *len, "-----BEGIN")) != NULL) {
+		n = (size_t)(pem - *data);
 		(void)snprintf(what, sizeof(what), "%s [a certificate, %zu "
-		    "bytes]", shown(data, (size_t)((const unsigned char *)pem -
-		    data)), len - (size_t)((const unsigned char *)pem - data));
-		trace("<-", what, len, rx_wire, 0, FT_PLAIN_DOT);
+		    "bytes]", shown(*data, n), *len - n);
+		trace("<-", what, *len, rx_wire, 0, FT_PLAIN_DOT);
 	} else
-		trace("<-", shown(data, len), len, rx_wire, 0, FT_PLAIN_DOT);
-	if (len >= 3 && memcmp(data, "502", 3) == 0)
+		trace("<-", shown(*data, *len), *len, rx_wire, 0,
+		    FT_PLAIN_DOT);
+	if (*len >= 3 && memcmp(*data, "502", 3) == 0)
 		return 1;
-	if (len < 3 || memcmp(data, "202", 3) != 0)
-		die(EX_UNAVAILABLE, "algorithms refused: %s", shown(data, len));
+	if (*len < 3 || memcmp(*data, "202", 3) != 0)
+		die(EX_UNAVAILABLE, "algorithms refused: %s",
+		    shown(*data, *len));
+	return 0;
+}
+
+/* The certificate of a 202, verified (usmtp(7), Handshake), or the end. */
+static X509 *
+verify_server(const unsigned char *data, size_t len)
+{
+	X509		*cert;
+	const char	*why;
+	int		 kind;
+
 	load_ca();
 	trace_cert(data, len);
 	cert = dial_verify_cert(ca_store, data, len,
@@ -1350,6 +1374,29 @@ handshake(enum offer offer)
 	else
 		note("certificate verified: signed by a CA of %s, valid now "
 		    "(the host name is not checked with --exec)", opt.ca);
+	return cert;
+}
+
+/*
+ * One attempt at a handshake with the given algorithms line.  0 when it
+ * is done; 1 when the server refused the line (502) or closed the
+ * connection after the hello but before a 202; 2 when it closed the
+ * connection without a word; so that another line may be tried.  Any
+ * other failure ends the program.
+ */
+static int
+handshake(enum offer offer)
+{
+	unsigned char	*data;
+	size_t		 len;
+	X509		*cert;
+	int		 r;
+
+	io.keep = offer == OFFER_SECURE;	/* the prologue */
+	if ((r = say_hello()) != 0 ||
+	    (r = offer_algorithms(offer, &data, &len)) != 0)
+		return r;
+	cert = verify_server(data, len);
 	if (offer == OFFER_SECURE)
 		noise_handshake(cert);
 	else
