@@ -45,15 +45,16 @@ endif
 PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
-	  util.o noise.o proxy.o
+	  util.o noise.o proxy.o check.o
 CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o \
 	  clientconf.o msgin.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
-# unit tests run by "make check"; test drivers used by the bats suites
+# unit tests run by "make check"; test drivers used by the bats suites,
+# never installed: tests/usmtp-script is the protocol test harness
 UNITS	= tests/unit/frame-test tests/unit/auth-test tests/unit/throttle-test \
 	  tests/unit/noise-test tests/unit/proxy-test \
 	  tests/unit/clientconf-test
-DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump
+DRIVERS	= tests/unit/mail-build tests/unit/msgin-dump tests/usmtp-script
 
 all: $(PROGS) units
 
@@ -69,11 +70,11 @@ usmtp-users: $(USERS_OBJS)
 tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o
+tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^
+tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o util.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
@@ -81,7 +82,7 @@ tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
-tests/unit/mail-build: tests/unit/mail-build.o mailer.o
+tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
@@ -90,7 +91,10 @@ tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
 tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-%.o: %.c usmtp.h tests/unit/tap.h
+tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
+
+%.o: %.c usmtp.h tests/unit/tap.h tests/unit/noise-pair.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
 
 # The packages first: on a fresh machine nothing builds without them.
@@ -111,7 +115,7 @@ demo:
 	tools/demo
 
 clean:
-	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/unit/*.o
+	rm -f $(PROGS) $(UNITS) $(DRIVERS) *.o tests/*.o tests/unit/*.o
 	rm -f $(FUZZERS)
 	rm -f $(GENERATED) $(addsuffix .tmp,$(GENERATED))
 
@@ -133,7 +137,7 @@ tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
-tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c frame.c crypto.c util.c \
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c tests/unit/noise-pair.h frame.c crypto.c util.c \
 	    noise.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
 	    util.c noise.c -lcrypto

@@ -82,6 +82,9 @@ static char whybuf[WHY_BYTES];
 
 static const char *setwhy(const char *, const char *);
 static const char *gdbm_why(const char *, int, int);
+static int	dir_missing(const char *, char *, size_t);
+static const char *missing_why(const char *);
+static const char *open_why(const char *, int, int);
 static GDBM_FILE db_open_read(const char *, int *, const char **);
 static int	db_fetch(GDBM_FILE, const char *, const char *, char *,
 		    size_t, const char **);
@@ -95,7 +98,6 @@ static int	dummy_record(const struct scrypt_rec *, char *, size_t,
 static int	load_params(struct userdb *, const char **);
 static int	is_atext(int);
 static int	check_maildir(const char *);
-static int	sync_dir(const char *);
 static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, int,
 		    const char **);
 static int	check_change(enum auth_op, const char *, const char *,
@@ -122,6 +124,71 @@ setwhy(const char *what, const char *detail)
 	if (n < 0)
 		return what;
 	return whybuf;	/* truncated at worst, still NUL-terminated */
+}
+
+/* 1 when the directory path lies in does not exist (named in dir). */
+static int
+dir_missing(const char *path, char *dir, size_t dirsz)
+{
+	const char	*slash = strrchr(path, '/');
+	struct stat	 st;
+	int		 n;
+
+	if (slash == NULL || slash == path)
+		return 0;
+	n = snprintf(dir, dirsz, "%.*s", (int)(slash - path), path);
+	return n > 0 && (size_t)n < dirsz && stat(dir, &st) == -1 &&
+	    errno == ENOENT;
+}
+
+/*
+ * path does not exist: "PATH: no such file (...)", or, when its
+ * directory is missing too, that directory is named, since making the
+ * file alone will not do.
+ */
+static const char *
+missing_why(const char *path)
+{
+	char	dir[4096], detail[8300];
+
+	if (dir_missing(path, dir, sizeof(dir))) {
+		snprintf(detail, sizeof(detail), "the directory %s does not "
+		    "exist; create it first (install -d %s)", dir, dir);
+		return setwhy(path, detail);
+	}
+	return setwhy(path, "no such file (usmtp-users init makes an "
+	    "empty users database)");
+}
+
+/*
+ * The reason for a failed gdbm_open: a file that GDBM cannot read as a
+ * database is said to be no users database (GDBM's own words follow),
+ * a missing directory is named; otherwise as gdbm_why().
+ */
+static const char *
+open_why(const char *path, int gerr, int serr)
+{
+	char	detail[256];
+
+	if (gerr == GDBM_FILE_OPEN_ERROR && serr == ENOENT)
+		return missing_why(path);
+	if (gdbm_check_syserr(gerr) && serr == EISDIR)
+		return setwhy(path, "a directory, not a users database");
+	if (gdbm_check_syserr(gerr) && serr == EACCES)
+		return setwhy(path, "permission denied: this user may not "
+		    "read it (the handler's user needs read access, e.g. "
+		    "group usmtp and mode 0640)");
+	if (gdbm_check_syserr(gerr) || gerr == GDBM_CANT_BE_READER ||
+	    gerr == GDBM_MALLOC_ERROR)
+		return gdbm_why(path, gerr, serr);
+	if (gerr == GDBM_EMPTY_DATABASE)
+		return setwhy(path, "an empty file, not a users database; "
+		    "remove it and run usmtp-users init");
+	snprintf(detail, sizeof(detail), "%s (GDBM: %s); check the path, "
+	    "or move the file away and run usmtp-users init",
+	    gerr == GDBM_BAD_MAGIC_NUMBER ? "not a users database" :
+	    "not a users database, or a damaged one", gdbm_strerror(gerr));
+	return setwhy(path, detail);
 }
 
 /* The reason for a failed gdbm call: errno when GDBM says it is one. */
@@ -171,7 +238,7 @@ db_open_read(const char *path, int *missing, const char **why)
 	if (gerr == GDBM_CANT_BE_READER)
 		*why = setwhy(path, "locked by a writer for more than 2 s");
 	else
-		*why = gdbm_why(path, gerr, serr);
+		*why = open_why(path, gerr, serr);
 	return NULL;
 }
 
@@ -547,6 +614,15 @@ load_params(struct userdb *db, const char **why)
 	return 0;
 }
 
+int
+auth_usable(const struct userdb *db, const char **why)
+{
+	if (db->bad == NULL)
+		return 0;
+	*why = setwhy(db->path, db->bad);
+	return -1;
+}
+
 void
 auth_close(struct userdb *db)
 {
@@ -675,29 +751,6 @@ out:
 	return rv;
 }
 
-/* fsync the directory holding path, so the rename is on disk. */
-static int
-sync_dir(const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	int fd, n, rv;
-
-	if (slash == NULL)
-		n = snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		n = snprintf(dir, sizeof(dir), "/");
-	else
-		n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path),
-		    path);
-	if (n < 0 || (size_t)n >= sizeof(dir))
-		return -1;
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rv = fsync(fd);
-	close(fd);
-	return rv;
-}
 
 /*
  * Copies every record of from (NULL: none) into to, except skip's and,
@@ -787,6 +840,7 @@ check_change(enum auth_op op, const char *addr, const char *hash,
 static int
 wr_lock(struct dbwrite *w, const char *path, const char **why)
 {
+	char dir[4096];
 	int n;
 
 	n = snprintf(w->lockpath, sizeof(w->lockpath), "%s.lock", path);
@@ -796,7 +850,15 @@ wr_lock(struct dbwrite *w, const char *path, const char **why)
 	}
 	w->lockfd = open(w->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, DB_MODE);
 	if (w->lockfd == -1) {
-		*why = setwhy(w->lockpath, strerror(errno));
+		n = errno;
+		if (n == ENOENT && dir_missing(path, dir, sizeof(dir))) {
+			*why = missing_why(path);
+			return -1;
+		}
+		*why = setwhy(w->lockpath, n == EACCES ? "permission denied: "
+		    "changes need write access to the database's directory "
+		    "(run usmtp-users as root, or as the owner of the "
+		    "directory)" : strerror(n));
 		return -1;
 	}
 	while (flock(w->lockfd, LOCK_EX) == -1) {

@@ -35,30 +35,30 @@ static int	 read_file(const char *path, int secret, unsigned char **buf,
 /*
  * OpenSSL 3's first fetch of a cipher builds a method for every cipher
  * of the default provider, about 3 million instructions of each
- * connection's start-up for the one cipher we use.  The library's
- * built-in AES-256-ECB (the same AES-NI code), copied into a method of
- * our own, is used without a fetch.  EVP_CIPHER_meth_dup() is
- * deprecated in OpenSSL 3; where deprecated calls are compiled out, or
- * the copy fails, the cipher is fetched as usual.
+ * connection's start-up for the one or two ciphers we use.  The
+ * library's built-in ciphers (the same AES-NI code), copied into
+ * methods of our own, are used without a fetch.  EVP_CIPHER_meth_dup()
+ * is deprecated in OpenSSL 3; where deprecated calls are compiled out,
+ * or a copy fails, the cipher is fetched as usual.
  */
-static const EVP_CIPHER *aes256ecb(void);
-
-static const EVP_CIPHER *
-aes256ecb(void)
+const EVP_CIPHER *
+crypto_cipher(enum cipherkind kind)
 {
+	const EVP_CIPHER	*builtin = kind == CIPHER_AES256_GCM ?
+				    EVP_aes_256_gcm() : EVP_aes_256_ecb();
 #ifndef OPENSSL_NO_DEPRECATED_3_0
-	static EVP_CIPHER	*meth;
+	static EVP_CIPHER	*meth[2];
 
-	if (meth == NULL) {
+	if (meth[kind] == NULL) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-		meth = EVP_CIPHER_meth_dup(EVP_aes_256_ecb());
+		meth[kind] = EVP_CIPHER_meth_dup(builtin);
 #pragma GCC diagnostic pop
 	}
-	if (meth != NULL)
-		return meth;
+	if (meth[kind] != NULL)
+		return meth[kind];
 #endif
-	return EVP_aes_256_ecb();
+	return builtin;
 }
 
 void
@@ -83,7 +83,7 @@ aes_ecb_new(const unsigned char *key, int encrypt)
 
 	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
 		return NULL;
-	if (EVP_CipherInit_ex(ctx, aes256ecb(), NULL, key, NULL,
+	if (EVP_CipherInit_ex(ctx, crypto_cipher(CIPHER_AES256_ECB), NULL, key, NULL,
 	    encrypt ? 1 : 0) != 1) {
 		EVP_CIPHER_CTX_free(ctx);
 		return NULL;

@@ -8,6 +8,7 @@
  * -1 or NULL with a static reason (*why) and, where the caller must tell
  * kinds of failure apart, a DIAL_* code.
  */
+#define _GNU_SOURCE		/* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,8 +31,8 @@
 
 #include "usmtp.h"
 
-static const unsigned char *find_bytes(const unsigned char *h, size_t hn,
-		    const char *needle);
+#define PEM_BEGIN	"-----BEGIN CERTIFICATE-----"
+
 static int	 is_ip_literal(const char *host);
 
 int
@@ -180,17 +181,6 @@ dial_load_ca(const char *path, const char **why)
 	return store;
 }
 
-static const unsigned char *
-find_bytes(const unsigned char *h, size_t hn, const char *needle)
-{
-	size_t	nn = strlen(needle), i;
-
-	for (i = 0; nn <= hn && i <= hn - nn; i++)
-		if (memcmp(h + i, needle, nn) == 0)
-			return h + i;
-	return NULL;
-}
-
 static int
 is_ip_literal(const char *host)
 {
@@ -211,7 +201,7 @@ dial_verify_cert(X509_STORE *store, const unsigned char *frame, size_t len,
 	X509_STORE_CTX		*ctx;
 
 	*kind = DIAL_PROTOCOL;
-	pem = find_bytes(frame, len, "-----BEGIN CERTIFICATE-----");
+	pem = memmem(frame, len, PEM_BEGIN, strlen(PEM_BEGIN));
 	if (pem == NULL || (size_t)(frame + len - pem) > INT_MAX) {
 		*why = "the 202 reply holds no certificate";
 		return NULL;

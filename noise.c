@@ -3,9 +3,9 @@
  * revision 34): cipher states, the symmetric state and the NK handshake
  * state for both roles, on libcrypto only, for usmtp(7) SECURE MODE.
  *
- * Calls only OpenSSL and libc.  Knows nothing of frames, records or
- * USMTP: the caller moves the messages.  Never prints, logs or exits;
- * every secret is wiped on every path out.
+ * Calls OpenSSL, and crypto.c for its cipher.  Knows nothing of frames,
+ * records or USMTP: the caller moves the messages.  Never prints, logs
+ * or exits; every secret is wiped on every path out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,6 @@ struct noise_hs {
 	EVP_MD_CTX	*md;
 };
 
-static const EVP_CIPHER *aes256gcm(void);
 static int	 cipher_key(struct noise_cipher *c, const unsigned char *k,
 		    const char **why);
 static int	 cipher_run(struct noise_cipher *c, int enc,
@@ -66,38 +65,13 @@ static EVP_PKEY *x25519_private(const unsigned char *raw);
 static int	 fail(struct noise_hs *hs, const char *reason,
 		    const char **why);
 
-/*
- * OpenSSL 3's first fetch of a cipher builds a method for every cipher
- * of the default provider (crypto.c, aes256ecb(), measured it at ~3M
- * instructions per connection).  The library's built-in AES-256-GCM,
- * copied into a method of our own, is used without a fetch; where
- * deprecated calls are compiled out or the copy fails, it is fetched.
- */
-static const EVP_CIPHER *
-aes256gcm(void)
-{
-#ifndef OPENSSL_NO_DEPRECATED_3_0
-	static EVP_CIPHER	*meth;
-
-	if (meth == NULL) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-		meth = EVP_CIPHER_meth_dup(EVP_aes_256_gcm());
-#pragma GCC diagnostic pop
-	}
-	if (meth != NULL)
-		return meth;
-#endif
-	return EVP_aes_256_gcm();
-}
-
 /* InitializeKey(k): a fresh AES-256-GCM context holding k, n = 0. */
 static int
 cipher_key(struct noise_cipher *c, const unsigned char *k, const char **why)
 {
 	noise_cipher_clear(c);
 	if ((c->ctx = EVP_CIPHER_CTX_new()) == NULL ||
-	    EVP_CipherInit_ex(c->ctx, aes256gcm(), NULL, k, NULL, 1) != 1) {
+	    EVP_CipherInit_ex(c->ctx, crypto_cipher(CIPHER_AES256_GCM), NULL, k, NULL, 1) != 1) {
 		noise_cipher_clear(c);
 		ERR_clear_error();
 		*why = "cannot set up AES-256-GCM";

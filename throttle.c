@@ -99,7 +99,6 @@ static int	tdb_repair(const char *, const char **, const char **);
 static int	tdb_create(const char *, const struct stat *, const char **);
 static int	tdb_fill(int, const char **);
 static int	tdb_lock(int, int, const char **);
-static int	sync_dir(const char *);
 static int	same_file(const char *, int);
 static uint64_t	mix(uint64_t);
 static uint64_t	le64(const unsigned char *);
@@ -798,29 +797,6 @@ tdb_lock(int fd, int op, const char **why)
 	return 0;
 }
 
-/* fsync the directory holding path, so a link or rename is on disk. */
-static int
-sync_dir(const char *path)
-{
-	char		 dir[4096];
-	const char	*slash = strrchr(path, '/');
-	int		 fd, n, rv;
-
-	if (slash == NULL)
-		n = snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		n = snprintf(dir, sizeof(dir), "/");
-	else
-		n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path),
-		    path);
-	if (n < 0 || (size_t)n >= sizeof(dir))
-		return -1;
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rv = fsync(fd);
-	close(fd);
-	return rv;
-}
 
 /* 1 when path still names the file open on fd. */
 static int

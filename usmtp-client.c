@@ -1278,8 +1278,8 @@ noise_handshake(X509 *cert)
 }
 
 /*
- * The hello (usmtp(7), Handshake).  0 after a 201; 2 when the server
- * closed the connection without a word.  Anything else ends the program.
+ * The hello (usmtp(7), Handshake): 0 after a 201.  Anything else, a
+ * close too, ends the program.
  */
 static int
 say_hello(void)
@@ -1289,10 +1289,7 @@ say_hello(void)
 	int		 r;
 
 	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO), NULL);
-	r = read_hello_reply(&data, &len);
-	if (r == FR_EOF || r == FR_TRUNC)
-		return 2;
-	if (r != FR_OK)
+	if ((r = read_hello_reply(&data, &len)) != FR_OK)
 		plain_failed(r, "hello");
 	trace("<-", shown(data, len), len, rx_wire, 0, FT_PLAIN);
 	if (len >= 4 && data[0] == '5' && isdigit(data[1]) &&
@@ -1307,8 +1304,8 @@ say_hello(void)
 
 /*
  * The algorithms line.  0 with the 202 frame in *data; 1 when the
- * server refused it (502) or closed the connection.  Anything else ends
- * the program.
+ * server refused it (502); 2 when it closed the connection after it,
+ * before a 202.  Anything else ends the program.
  */
 static int
 offer_algorithms(enum offer offer, unsigned char **data, size_t *len)
@@ -1330,7 +1327,7 @@ offer_algorithms(enum offer offer, unsigned char **data, size_t *len)
 			trace("<-", shown(io.in + io.inoff, io.inlen),
 			    io.inlen, io.inlen, 0, FT_PLAIN);
 		note("the server closed the connection");
-		return 1;
+		return 2;
 	}
 	if (r != FR_OK)
 		plain_failed(r, "algorithms");
@@ -1379,10 +1376,9 @@ verify_server(const unsigned char *data, size_t len)
 
 /*
  * One attempt at a handshake with the given algorithms line.  0 when it
- * is done; 1 when the server refused the line (502) or closed the
- * connection after the hello but before a 202; 2 when it closed the
- * connection without a word; so that another line may be tried.  Any
- * other failure ends the program.
+ * is done; 1 when the server refused the line (502), 2 when it closed
+ * the connection after the line, before a 202: then another line may be
+ * tried.  Any other failure ends the program.
  */
 static int
 handshake(enum offer offer)
@@ -1420,7 +1416,7 @@ open_session(void)
 		[OFFER_REFERENCE] = "USMTP 1.0, reference dialect"
 	};
 	enum offer	 offers[3];
-	int		 n = 0, i, r, status, silent = 1;
+	int		 n = 0, i, r, status;
 
 	if (opt.secure != CONF_SECURE_OFF)
 		offers[n++] = OFFER_SECURE;
@@ -1438,23 +1434,26 @@ open_session(void)
 		io_live = 1;
 		if ((r = handshake(offers[i])) == 0)
 			break;
-		silent &= r == 2;
 		frame_free(&io);
 		io_live = 0;
 		close(sessfd);
 		sessfd = -1;
 		(void)dial_reap(&child, &status);
-		if (i + 1 == n)
-			die(EX_UNAVAILABLE, "%s", silent ? "the server closed "
-			    "the connection before the handshake" :
-			    offers[i] == OFFER_SECURE ? "the server does not "
-			    "offer secure mode (--secure require)" :
-			    opt.dialect == CONF_DIALECT_AUTO ? "algorithms "
-			    "refused: the server speaks neither spelling of "
-			    "USMTP 1.0" : "algorithms refused: the server does "
-			    "not speak this --dialect");
-		note("trying again with a new connection: %s",
-		    said[offers[i + 1]]);
+		if (i + 1 < n) {
+			note("trying again with a new connection: %s",
+			    said[offers[i + 1]]);
+			continue;
+		}
+		if (offers[i] == OFFER_SECURE)
+			die(EX_UNAVAILABLE, "the server does not offer secure "
+			    "mode (--secure require): it %s",
+			    r == 1 ? "refused it (502)" : "closed the connection");
+		die(EX_UNAVAILABLE, "algorithms refused: the server %s%s",
+		    r == 1 ? "refused the algorithms line (502)" :
+		    "closed the connection after the algorithms line",
+		    opt.dialect == CONF_DIALECT_AUTO ? " in both spellings "
+		    "of USMTP 1.0" : opt.dialect == CONF_DIALECT_DOCUMENT ?
+		    " (--dialect document)" : " (--dialect reference)");
 	}
 	if (offers[i] != OFFER_SECURE && opt.secure == CONF_SECURE_PREFER)
 		fprintf(stderr, "%s: the server does not offer secure mode: "

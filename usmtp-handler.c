@@ -1,7 +1,7 @@
 /*
  * usmtp-handler -- one USMTP 1.0 session on standard input and output,
  * started once per connection by systemd (Accept=yes), inetd or
- * systemd-socket-activate.  The session state machine of PROTOCOL.md 3-6,
+ * systemd-socket-activate.  The session state machine of usmtp(7),
  * limits, timeouts, reply texts and logging live here; framing and
  * crypto are crypto.c's, users auth.c's, message building and delivery
  * mailer.c's.
@@ -53,6 +53,8 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_CERT	"/etc/usmtp/server.pem"
 #define DEF_KEY		"/etc/usmtp/server.key"
 #define DEF_USERS	"/etc/usmtp/users.db"
+#define DEF_NOISE_CERT	"/etc/usmtp/server-x25519.pem"	/* when both exist */
+#define DEF_NOISE_KEY	"/etc/usmtp/server-x25519.key"
 #define DEF_MAILDIR	"/var/mail/%d/%u/Maildir"
 #define DEF_TIMEOUT_SEC	300		/* idle limit per read */
 #define DEF_MAX_BODY	1048576		/* 1 MiB of body text */
@@ -67,7 +69,7 @@ jmp_buf		usmtp_fuzz_jmp;
 #define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
 #define SECURE_PROLOGUE	"USMTP secure 1"
 #define DEF_THROTTLE_NET 4		/* per /24 or /48: this x the above */
-#define MAX_LOGIN_ERRORS 6		/* PROTOCOL.md 5: the 6th gets 510 */
+#define MAX_LOGIN_ERRORS 6		/* usmtp(7), Login: the 6th gets 510 */
 #define MAX_RCPT_REJECTS 5		/* per message, then 500 */
 #define MAX_BAD_HEADERS	5		/* 403s per attachment, then 500 */
 #define LOG_STR_BYTES	64		/* client strings in logs are cut */
@@ -95,8 +97,10 @@ struct conf {
 	long		 login_timeout;	/* seconds from connect to 210 */
 	int		 proxy_protocol;	/* a PROXY header comes first */
 	const char	*noise_cert, *noise_key;	/* secure mode, or NULL */
+	int		 noise_set;	/* given: no defaults then */
 	unsigned	 throttle_net_max;	/* per /24, /48; 0: none */
 	int		 throttle_net_set;	/* else DEF_THROTTLE_NET x max */
+	int		 recipients_any;	/* --recipients any: relay */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -143,6 +147,9 @@ static struct conf	 conf = CONF_DEFAULTS;
 static struct session	*logsess;
 static int		 stderr_socket;	/* under inetd: the client */
 static volatile sig_atomic_t got_signal;
+static int		 check_mode;	/* --check: no session */
+static int		 verbose;	/* --verbose: what --check checked */
+static const char	*config_path;	/* --config's file, or NULL */
 static sigset_t		 waitmask;	/* signals that end a session,
 					 * allowed only while waiting */
 
@@ -201,6 +208,13 @@ static void	 deliver(struct session *s);
 static int	 login_error(struct session *s, int code);
 static int	 throttle_conf(struct throttle *t);
 static void	 throttle_repaired(const struct throttle *t);
+static void	 throttle_error(const char *op, const char *why);
+static void	 config_error(const char *name, const char *path,
+		    const char *op, const char *option, enum check_file kind,
+		    const char *why);
+static void	 check_line(void *arg, enum check_level level,
+		    const char *path, const char *text);
+static int	 run_check(void);
 static int	 throttle_refused(struct session *s);
 static unsigned	 throttle_delay(struct session *s);
 static size_t	 throttle_record(struct session *s, struct throttle *t,
@@ -232,7 +246,7 @@ static const struct {
 	int		 code;
 	const char	*text;
 } texts[] = {
-	/* The reference server's words where it has some (PROTOCOL.md 1). */
+	/* The reference server's words where it has some (usmtp(7), Reply codes). */
 	{ 100, "Hello supported_protocols usmtp supported_versions 1.0" },
 	{ 111, "Send your e-mail adress" },
 	{ 112, "Send your password" },
@@ -279,29 +293,40 @@ usage(int status)
 	fprintf(f,
 "usage: usmtp-handler [--config FILE] [--cert FILE] [--key FILE] [--users FILE]\n"
 "                     [--noise-cert FILE --noise-key FILE]\n"
-"                     [--maildir TEMPLATE | --sendmail PATH] [--timeout SECONDS]\n"
+"                     [--maildir TEMPLATE | --sendmail PATH]\n"
+"                     [--recipients local|any] [--timeout SECONDS]\n"
 "                     [--sendmail-timeout SECONDS] [--login-timeout SECONDS]\n"
 "                     [--max-body BYTES]\n"
 "                     [--max-attachment BYTES] [--throttle-db FILE]\n"
 "                     [--throttle-max N] [--throttle-net-max N]\n"
 "                     [--throttle-window SECONDS] [--proxy-protocol]\n"
 "                     [--log-stderr] [--help] [--version]\n"
+"       usmtp-handler --check [--verbose] [options as above]\n"
 "\n"
 "Serves one USMTP 1.0 session on standard input and output.\n"
 "\n"
+"  --check                  check the configuration (keys, certificates,\n"
+"                           users database, delivery, state files) as this\n"
+"                           user, serve no session; one line per problem,\n"
+"                           exit 78 (EX_CONFIG) if any\n"
+"  -v, --verbose            with --check: also one line per thing checked\n"
 "  --config FILE            read \"name = value\" lines (the long option names);\n"
 "                           the command line wins\n"
 "  --cert FILE              server certificate, PEM (" DEF_CERT ")\n"
 "  --key FILE               its RSA-2048 private key, mode 0600 (" DEF_KEY ")\n"
 "  --users FILE             GDBM user database (" DEF_USERS ")\n"
-"  --noise-cert FILE        X25519 certificate for secure mode, PEM (none:\n"
-"                           secure mode is not offered)\n"
+"  --noise-cert FILE        X25519 certificate for secure mode, PEM, or none\n"
+"                           (" DEF_NOISE_CERT " if it and the key exist)\n"
 "  --noise-key FILE         its X25519 private key, mode 0600\n"
+"                           (" DEF_NOISE_KEY ")\n"
 "  --maildir TEMPLATE       deliver to this Maildir unless the recipient has\n"
 "                           one in the database; %%u local part, %%d domain,\n"
 "                           %%a address, %%%% percent (%s)\n"
 "  --sendmail PATH          deliver with PATH -i -f SENDER -- RECIPIENT instead;\n"
 "                           of --maildir and --sendmail the last one wins\n"
+"  --recipients local|any   local: the recipient must be a user in the\n"
+"                           database (402 otherwise); any: any valid\n"
+"                           address, only with --sendmail (local)\n"
 "  --sendmail-timeout SECONDS  how long sendmail may take (%d)\n"
 "  --timeout SECONDS        idle timeout of a read, 0 for none (%d)\n"
 "  --login-timeout SECONDS  time from connection to login, 0 for none (%d)\n"
@@ -384,10 +409,15 @@ set_option(const char *name, const char *val, const char **why)
 		conf.key = val;
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
-	else if (strcmp(name, "noise-cert") == 0)
-		conf.noise_cert = *val == '\0' ? NULL : val;
-	else if (strcmp(name, "noise-key") == 0)
-		conf.noise_key = *val == '\0' ? NULL : val;
+	else if (strcmp(name, "noise-cert") == 0) {
+		conf.noise_cert = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+		conf.noise_set = 1;
+	} else if (strcmp(name, "noise-key") == 0) {
+		conf.noise_key = *val == '\0' || strcmp(val, "none") == 0 ?
+		    NULL : val;
+		conf.noise_set = 1;
+	}
 	else if (strcmp(name, "maildir") == 0) {
 		/* one delivery method: the last one named wins */
 		conf.maildir = val;
@@ -440,6 +470,16 @@ set_option(const char *name, const char *val, const char **why)
 		if ((flag = parse_flag(val)) == -1)
 			return -1;
 		conf.proxy_protocol = flag;
+	} else if (strcmp(name, "recipients") == 0) {
+		/* checked against the delivery method once all are read */
+		if (strcmp(val, "local") == 0)
+			conf.recipients_any = 0;
+		else if (strcmp(val, "any") == 0)
+			conf.recipients_any = 1;
+		else {
+			*why = "local or any";
+			return -1;
+		}
 	} else {
 		*why = "unknown option";
 		return -1;
@@ -461,7 +501,7 @@ read_config(const char *path)
 	int		 lineno = 0;
 
 	if ((f = fopen(path, "re")) == NULL) {
-		complain("%s: %s", path, strerror(errno));
+		complain("--config %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -540,6 +580,26 @@ log_init(void)
 	}
 	if (!conf.log_stderr)
 		openlog("usmtp-handler", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/*
+ * A file of the configuration failed a session (name: the log key, cert,
+ * key or users): its path, the operation (read, load, open, check,
+ * lookup) and the reason; for a file given with --option, what
+ * check_file() finds wrong with it and what to do, when it finds
+ * anything, else why.
+ */
+static void
+config_error(const char *name, const char *path, const char *op,
+    const char *option, enum check_file kind, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix = NULL;
+
+	if (option != NULL)
+		fix = check_file(path, option, kind, buf, sizeof(buf));
+	logx(LOG_ERR, "error %s=%s op=%s reason=\"%s\"", name, path, op,
+	    fix != NULL ? fix : why);
 }
 
 /* One line per event: session id, peer, then key=value pairs. */
@@ -806,7 +866,7 @@ strip_prefix(char **p, size_t *len, const char *prefix)
 }
 
 /*
- * PROTOCOL.md 6: an optional "mail from:" / "mail to:" prefix, spaces,
+ * usmtp(7), Sending a message: an optional "mail from:" / "mail to:" prefix, spaces,
  * optional <...>, one address.  0 and the normalized address, or -1.
  */
 static int
@@ -833,7 +893,7 @@ login_error(struct session *s, int code)
 	}
 	if (code == 401) {
 		reply(s, 401);
-		/* PROTOCOL.md 2: the reference client reads one frame per
+		/* usmtp(7), Framing: the reference client reads one frame per
 		 * recv(): a 401 leaves in a write of its own. */
 		if (frame_flush(&s->io) == -1)
 			session_end(s, EX_FAIL, "write", 0);
@@ -848,7 +908,7 @@ static void
 st_hello(struct session *s, char *p, size_t len)
 {
 	p = trim(p, &len);
-	/* PROTOCOL.md 3: the keyword is case-insensitive. */
+	/* usmtp(7), Handshake: the keyword is case-insensitive. */
 	if (strcasecmp(p, "hello ssl1.0?") != 0) {
 		logx(LOG_WARNING, "handshake result=fail code=503 hello=%s",
 		    esc(p, len));
@@ -891,6 +951,14 @@ st_algos(struct session *s, char *p, size_t len)
 				ok = 0;
 		}
 	}
+	/* Without --noise-cert and --noise-key, the pair mkcerts makes in
+	 * the default place, when it is there (as sshd takes its default
+	 * host keys). */
+	if (noise && !conf.noise_set && access(DEF_NOISE_CERT, F_OK) == 0 &&
+	    access(DEF_NOISE_KEY, F_OK) == 0) {
+		conf.noise_cert = DEF_NOISE_CERT;
+		conf.noise_key = DEF_NOISE_KEY;
+	}
 	/* usmtp(7), SECURE MODE: the secure token alone, and only when we
 	 * have its key; a 1.0 server's 502 otherwise. */
 	s->secure = ok && noise == 1 && rsa == 0 && aes == 0 &&
@@ -902,7 +970,8 @@ st_algos(struct session *s, char *p, size_t len)
 	}
 	cert = s->secure ? conf.noise_cert : conf.cert;
 	if ((pem = crypto_read_cert_pem(cert, &pemlen, &why)) == NULL) {
-		logx(LOG_ERR, "error cert=%s reason=\"%s\"", cert, why);
+		config_error("cert", cert, "read", s->secure ? "noise-cert" :
+		    "cert", CHECK_FILE_CERT, why);
 		session_fail(s, 500, "config");
 	}
 	/* "202 algos valid" then the PEM at once: the reference client
@@ -937,7 +1006,8 @@ st_key(struct session *s, char *p, size_t len)
 	(void)outlen;
 #else
 	if ((key = crypto_load_key(conf.key, KEY_RSA2048, &why)) == NULL) {
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.key, why);
+		config_error("key", conf.key, "load", "key", CHECK_FILE_KEY,
+		    why);
 		session_fail(s, 500, "config");
 	}
 	r = crypto_rsa_decrypt(key, (unsigned char *)p, len, out, sizeof(out),
@@ -1014,7 +1084,8 @@ st_noise(struct session *s, char *p, size_t len)
 	if ((key = crypto_load_key(conf.noise_key, KEY_X25519, &why)) == NULL ||
 	    noise_pkey_private(key, priv, &why) == -1) {
 		EVP_PKEY_free(key);
-		logx(LOG_ERR, "error key=%s reason=\"%s\"", conf.noise_key, why);
+		config_error("key", conf.noise_key, "load", "noise-key",
+		    CHECK_FILE_KEY, why);
 		session_end(s, EX_CONFIG, "config", 0);
 	}
 	/* The private key is needed for nothing else: free it now. */
@@ -1082,8 +1153,7 @@ st_command(struct session *s, char *p, size_t len)
 			session_fail(s, 510, "throttled");
 		if (s->db == NULL && (s->db = auth_open(conf.users, &why)) ==
 		    NULL) {
-			logx(LOG_ERR, "error users=%s reason=\"%s\"",
-			    conf.users, why);
+			config_error("users", conf.users, "open", NULL, 0, why);
 			session_fail(s, 500, "config");
 		}
 		s->addr[0] = '\0';
@@ -1109,7 +1179,7 @@ st_command(struct session *s, char *p, size_t len)
 		}
 	}
 	if (len == 3 && strcasecmp(p, "BYE") == 0)
-		session_end(s, EX_OK, "bye", 0);	/* no reply: PROTOCOL.md 4 */
+		session_end(s, EX_OK, "bye", 0);	/* no reply: usmtp(7), Greeting and commands */
 	reply(s, 300);
 }
 
@@ -1141,7 +1211,7 @@ st_login_pass(struct session *s, char *p, size_t len)
 	r = auth_check(s->db, s->addr, p, len, &why);
 	OPENSSL_cleanse(p, len);
 	if (r == -1) {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "check", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	if (r == 1) {
@@ -1204,6 +1274,23 @@ throttle_repaired(const struct throttle *t)
 }
 
 /*
+ * The throttle file could not be used (op: read, update): its path, the
+ * operation, and what to do when check_file() can tell (a missing
+ * directory, say), else the reason throttle.c gave.
+ */
+static void
+throttle_error(const char *op, const char *why)
+{
+	char		 buf[PATH_MAX + 256];
+	const char	*fix;
+
+	fix = check_file(conf.throttle_db, "throttle-db", CHECK_FILE_STATE,
+	    buf, sizeof(buf));
+	logx(LOG_ERR, "error throttle=%s op=%s reason=\"%s\"",
+	    conf.throttle_db, op, fix != NULL ? fix : why);
+}
+
+/*
  * usmtp(7), Login (throttle extension): an address with throttle_max
  * failed logins, or a /24 or /48 with throttle_net_max, each within
  * throttle_window seconds of the one before, gets 510 at LOGIN until
@@ -1226,8 +1313,7 @@ throttle_refused(struct session *s)
 	r = throttle_check(&t, k, 2, time(NULL), n, &why);
 	throttle_repaired(&t);
 	if (r == -1) {
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	for (i = 0; r == 1 && i < 2; i++)
@@ -1261,8 +1347,7 @@ throttle_delay(struct session *s)
 		return 0;
 	if (throttle_check(&t, &k, 1, time(NULL), &n, &why) == -1) {
 		throttle_repaired(&t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("read", why);
 		return 0;
 	}
 	throttle_repaired(&t);
@@ -1307,8 +1392,7 @@ throttle_record(struct session *s, struct throttle *t,
 		nk = 3;
 	if (throttle_fail(t, k, nk, time(NULL), n, &why) == -1) {
 		throttle_repaired(t);
-		logx(LOG_ERR, "error throttle=%s reason=\"%s\"",
-		    conf.throttle_db, why);
+		throttle_error("update", why);
 		return 0;
 	}
 	throttle_repaired(t);
@@ -1320,7 +1404,7 @@ st_from(struct session *s, char *p, size_t len)
 {
 	char	addr[ADDR_MAX + 1];
 
-	/* PROTOCOL.md 6: the sender must be the logged-in user. */
+	/* usmtp(7), Sending a message: the sender must be the logged-in user. */
 	if (parse_addr_line(p, len, "mail from:", addr) == -1 ||
 	    strcmp(addr, s->user) != 0) {
 		logx(LOG_WARNING, "send user=%s result=refused "
@@ -1337,12 +1421,13 @@ st_to(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 	const char	*why;
-	int		 r, code;
+	int		 r = 0, code;
 
 	if (parse_addr_line(p, len, "mail to:", m->rcpt) == -1)
 		code = 301;
-	else if ((r = auth_lookup(s->db, m->rcpt, m->rcpt_maildir,
-	    sizeof(m->rcpt_maildir), &why)) == 1) {
+	/* --recipients any: sendmail relays for the logged-in user */
+	else if (conf.recipients_any || (r = auth_lookup(s->db, m->rcpt,
+	    m->rcpt_maildir, sizeof(m->rcpt_maildir), &why)) == 1) {
 		reply(s, 200);
 		reply(s, 123);
 		enter(s, S_SUBJECT);
@@ -1350,7 +1435,7 @@ st_to(struct session *s, char *p, size_t len)
 	} else if (r == 0)
 		code = 402;
 	else {
-		logx(LOG_ERR, "error users=%s reason=\"%s\"", conf.users, why);
+		config_error("users", conf.users, "lookup", NULL, 0, why);
 		session_fail(s, 500, "config");
 	}
 	m->rcpt[0] = '\0';
@@ -1364,7 +1449,7 @@ st_subject(struct session *s, char *p, size_t len)
 {
 	struct message	*m = &s->msg;
 
-	/* PROTOCOL.md 6: strip one "subject: " prefix if present. */
+	/* usmtp(7), Sending a message: strip one "subject: " prefix if present. */
 	if (strip_prefix(&p, &len, "subject:") && len > 0 && *p == ' ') {
 		p++;
 		len--;
@@ -1403,7 +1488,7 @@ st_natt(struct session *s, char *p, size_t len)
 	const char	*why;
 
 	p = trim(p, &len);
-	/* A plain decimal 0..5 and nothing else (PROTOCOL.md 6). */
+	/* A plain decimal 0..5 and nothing else (usmtp(7), Sending a message). */
 	if (len != 1 || *p < '0' || *p > '0' + MAX_ATTACHMENTS) {
 		logx(LOG_WARNING, "send user=%s result=refused "
 		    "reason=attachments count=%s", s->user, esc(p, len));
@@ -1416,7 +1501,7 @@ st_natt(struct session *s, char *p, size_t len)
 		snprintf(s->hostname, sizeof(s->hostname), "localhost");
 	s->mconf.maildir = conf.maildir ? conf.maildir : DEF_MAILDIR;
 	s->mconf.sendmail = conf.sendmail;
-	s->mconf.sendmail_timeout = (int)conf.sendmail_timeout;
+	s->mconf.sendmail_timeout_ms = conf.sendmail_timeout * 1000;
 	s->mconf.hostname = s->hostname;
 	s->mconf.peer = s->peer;
 	s->mconf.session_id = s->id;
@@ -1460,7 +1545,7 @@ parse_dec(const char *p, unsigned long long *out)
 }
 
 /*
- * An attachment header (PROTOCOL.md 6): a bare length, or lines
+ * An attachment header (usmtp(7), Sending a message): a bare length, or lines
  * "Content-Length: N", optional "Filename: NAME" and "Size: M".
  */
 static void
@@ -1650,7 +1735,10 @@ parse_args(int argc, char *argv[])
 		{ "throttle-net-max", required_argument, NULL, 0 },
 		{ "throttle-window", required_argument, NULL, 0 },
 		{ "proxy-protocol", no_argument, NULL, 0 },
+		{ "recipients", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
+		{ "check", no_argument, NULL, 'K' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1662,12 +1750,15 @@ parse_args(int argc, char *argv[])
 	optind = 0;	/* glibc: start getopt afresh */
 #endif
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1)
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		if (c == 'C' && read_config(optarg) == -1)
 			exit(EX_CONFIG);
+		if (c == 'C')
+			config_path = optarg;
+	}
 	opterr = !stderr_socket;	/* getopt's own messages too */
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
+	while ((c = getopt_long(argc, argv, "hVv", longopts, &idx)) != -1) {
 		switch (c) {
 		case 0:
 			name = longopts[idx].name;
@@ -1679,6 +1770,12 @@ parse_args(int argc, char *argv[])
 			}
 			break;
 		case 'C':
+			break;
+		case 'K':
+			check_mode = 1;
+			break;
+		case 'v':
+			verbose = 1;
 			break;
 		case 'h':
 			usage(EX_OK);
@@ -1692,6 +1789,10 @@ parse_args(int argc, char *argv[])
 	}
 	if (optind != argc) {
 		complain("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+	if (verbose && !check_mode) {
+		complain("--verbose goes with --check");
 		usage(EX_USAGE);
 	}
 }
@@ -1805,9 +1906,13 @@ serve(struct session *s)
 			max = FRAME_MAX_BYTES;
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
 		/* The login deadline holds however fast the frames come:
-		 * checked before each one is served, not only in waits. */
-		if (r == FR_OK && frame_deadline_passed(&s->io)) {
-			OPENSSL_cleanse(data, len);
+		 * checked before each one is served, not only in waits.  A
+		 * write that ran out of time (a client that does not read)
+		 * is a timeout too. */
+		if ((r == FR_OK || r == FR_ERROR) &&
+		    (frame_deadline_passed(&s->io) || s->io.timedout)) {
+			if (r == FR_OK)
+				OPENSSL_cleanse(data, len);
 			r = FR_TIMEOUT;
 		}
 		/* usmtp(7), SECURE MODE: until the handshake is done no
@@ -1862,6 +1967,64 @@ serve(struct session *s)
 	}
 }
 
+/*
+ * --check's lines: problems and warnings on standard error, always;
+ * with --verbose what was checked, on standard output.
+ */
+static void
+check_line(void *arg, enum check_level level, const char *path,
+    const char *text)
+{
+	(void)arg;
+	if (level == CHECK_OK && !verbose)
+		return;
+	fprintf(level == CHECK_OK ? stdout : stderr,
+	    "usmtp-handler: %s%s%s%s\n", level == CHECK_WARN ? "warning: " :
+	    "", path != NULL ? path : "", path != NULL ? ": " : "", text);
+}
+
+/*
+ * usmtp-handler --check: the configuration as a session would read it,
+ * checked by check.c.  EX_OK, or EX_CONFIG when there is a problem.
+ */
+static int
+run_check(void)
+{
+	struct check_conf	 c;
+	int			 n;
+
+	crypto_init(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT);
+	/* lines in order when standard output and error are one pipe */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	memset(&c, 0, sizeof(c));
+	c.cert = conf.cert;
+	c.key = conf.key;
+	c.noise_cert = conf.noise_cert;
+	c.noise_key = conf.noise_key;
+	/* the default pair, as st_algos() takes it */
+	if (!conf.noise_set && access(DEF_NOISE_CERT, F_OK) == 0 &&
+	    access(DEF_NOISE_KEY, F_OK) == 0) {
+		c.noise_cert = DEF_NOISE_CERT;
+		c.noise_key = DEF_NOISE_KEY;
+	}
+	c.users = conf.users;
+	c.sendmail = conf.sendmail;
+	c.maildir = conf.sendmail != NULL ? NULL :
+	    conf.maildir != NULL ? conf.maildir : DEF_MAILDIR;
+	c.recipients_any = conf.recipients_any;
+	c.throttle_db = conf.throttle_max > 0 ? conf.throttle_db : NULL;
+	/* c.replay_db, c.slot_file: none yet */
+	if (verbose)
+		printf("usmtp-handler: %s%s\n", config_path != NULL ?
+		    config_path : "no --config file",
+		    config_path != NULL ? ": read" : "");
+	n = check_config(&c, time(NULL), check_line, NULL);
+	if (verbose && n == 0)
+		printf("usmtp-handler: no problems found\n");
+	fflush(stdout);
+	return n > 0 ? EX_CONFIG : EX_OK;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1877,6 +2040,14 @@ main(int argc, char *argv[])
 #endif
 	stderr_socket = fstat(2, &st) == 0 && S_ISSOCK(st.st_mode);
 	parse_args(argc, argv);
+	if (check_mode)
+		exit(run_check());
+	if (conf.recipients_any && conf.sendmail == NULL) {
+		complain("--recipients any needs --sendmail: with Maildir "
+		    "delivery the recipient must be a user in the database; "
+		    "set recipients = local, or deliver with --sendmail");
+		exit(EX_CONFIG);
+	}
 	log_init();
 	session_start(&sess);
 	serve(&sess);

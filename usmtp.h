@@ -1,10 +1,14 @@
 /*
- * usmtp.h -- the whole internal interface of usmtp, grouped by file.
+ * usmtp.h -- the whole internal interface of usmtp, grouped by file
+ * (README, Source layout, says who may call whom).
  *
- * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c) call modules;
- * auth.c and mailer.c may call crypto.c; crypto.c and noise.c call only
- * OpenSSL and libc.  Modules never exit, print or syslog: they return -1
- * and set a static reason (*why) for the caller to report.
+ * Programs (usmtp-handler.c, usmtp-client.c, usmtp-users.c, and the test
+ * tool tests/usmtp-script.c) call modules; frame.c calls crypto.c,
+ * noise.c and util.c; auth.c, mailer.c and noise.c may call crypto.c;
+ * check.c calls crypto.c, auth.c, mailer.c and throttle.c; crypto.c and
+ * dial.c call only OpenSSL and libc.  Modules never exit, print or
+ * syslog: they return -1 (or an FR_* or DIAL_* code) and set a static
+ * reason (*why) for the caller to report.
  */
 #ifndef USMTP_H
 #define USMTP_H
@@ -20,10 +24,11 @@
 #define USMTP_VERSION		"1.0.0"
 
 #define ADDR_MAX		254	/* RFC 5321 path limit, bytes */
-#define FRAME_MAX_BYTES		4096	/* command/reply frame, ciphertext */
+#define FRAME_MAX_BYTES		4096	/* command/reply frame: 1.0 ciphertext,
+					 * secure mode's reassembled content */
 #define SESSION_KEY_BYTES	32	/* AES-256 */
 #define RSA_CIPHER_BYTES	256	/* RSA-2048 OAEP block */
-#define MAX_ATTACHMENTS		5	/* PROTOCOL.md 6 */
+#define MAX_ATTACHMENTS		5	/* usmtp(7), Sending a message */
 #define STREAM_CHUNK_BYTES	65536	/* counted data moves in these */
 
 /* util.c */
@@ -51,6 +56,9 @@ int	read_line_fd(int fd, char *buf, size_t bufsz, size_t *len);
  */
 int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
 	    size_t *len, const char **why);
+/* fsyncs the directory holding path, so that a rename or link of path
+ * is on disk.  0, or -1 (errno). */
+int	sync_dir(const char *path);
 
 /* crypto.c */
 
@@ -60,6 +68,14 @@ int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
  * or RAND call.
  */
 void	crypto_init(uint64_t opts);
+/* The ciphers usmtp uses. */
+enum cipherkind {
+	CIPHER_AES256_ECB = 0,	/* USMTP 1.0's records */
+	CIPHER_AES256_GCM = 1	/* secure mode's (noise.c) */
+};
+/* The cipher, from OpenSSL's built-in methods without a provider fetch
+ * (a fetch builds every cipher of the provider: see crypto.c). */
+const EVP_CIPHER *crypto_cipher(enum cipherkind kind);
 /*
  * A context for AES-256-ECB with key (32 bytes), without padding (the
  * space padding of usmtp(7), Framing, is the frame layer's): encrypting
@@ -428,10 +444,20 @@ EVP_PKEY *dial_rsa_key(X509 *cert, const char **why);
 int	addr_normalize(const char *in, size_t inlen, char *out, size_t outsz);
 
 struct userdb;
-/* Opens the user database read-only, retrying briefly while a writer
- * holds it.  NULL and *why when missing, unreadable or corrupt. */
+/*
+ * Opens the user database read-only, retrying briefly while a writer
+ * holds it.  NULL and *why when missing, unreadable or corrupt; *why
+ * names the path and says what is wrong in words an administrator can
+ * act on: a missing directory as that directory, a file GDBM cannot
+ * read as a database as "not a users database" (GDBM's words after).
+ */
 struct userdb *auth_open(const char *path, const char **why);
 void	auth_close(struct userdb *db);
+/*
+ * 0 when db can check passwords; -1 (*why) when every check would fail,
+ * because its parameter record (below) is malformed.
+ */
+int	auth_usable(const struct userdb *db, const char **why);
 /*
  * Checks a password for a normalized address in constant time; an
  * unknown address costs the same work: it is checked against the
@@ -524,10 +550,18 @@ int	auth_foreach(struct userdb *db,
 
 /* mailer.c */
 
+/*
+ * One message at a time.  A failure's reason (*why) names the path or
+ * the program and what failed ("Maildir mkdir /var/mail/example.org:
+ * Permission denied", "sendmail /usr/sbin/sendmail: exit status 75
+ * (temporary failure)"); it may sit in a static buffer, valid until the
+ * next mail_begin().  After a failure every call on the message
+ * returns -1 with the same reason.
+ */
 struct mail_conf {
 	const char	*maildir;	/* template: %u %d %a %%, or NULL */
 	const char	*sendmail;	/* path, or NULL for Maildir delivery */
-	int		 sendmail_timeout;	/* seconds */
+	long		 sendmail_timeout_ms;	/* monotonic; <= 0: 300 s */
 	const char	*hostname;	/* for Received:, Message-ID:, names */
 	const char	*peer;		/* client address for Received: */
 	const char	*session_id;	/* for Received: id */
@@ -553,15 +587,25 @@ int	mail_attach_begin(struct mail *m, const char *name, size_t namelen,
 /* Adds attachment bytes (streamed through base64 to the file). */
 int	mail_attach_write(struct mail *m, const void *p, size_t len,
 	    const char **why);
+/* Ends the attachment: its last base64 characters and line end. */
 int	mail_attach_end(struct mail *m, const char **why);
 /*
- * Delivers: Maildir rename into new/ (after fsync), or sendmail run and
- * its exit status checked.  Frees m whatever happens.  where gets a short
- * description of the destination for the log; *size the message size.
- * 0 when delivered, -1 (*why) when nothing was delivered.
+ * Delivers: Maildir rename into new/ (after fsync), or a sendmail run,
+ * waited for at most sendmail_timeout_ms (then killed with its process
+ * group), exit status 0 its only success.  Frees m whatever happens.
+ * where gets a short description of the destination for the log; *size
+ * the message size.  0 when delivered, -1 (*why) when nothing was
+ * delivered.
  */
 int	mail_commit(struct mail *m, char *where, size_t wheresz,
 	    off_t *size, const char **why);
+/*
+ * Expands a Maildir template for addr (a normalized address): %u its
+ * local part, %d its domain, %a all of it, %% a percent sign, into out.
+ * 0; -1 for an unknown escape; -2 when out is too small.
+ */
+int	mail_maildir_expand(const char *template, const char *addr,
+	    char *out, size_t outsz);
 /* Abandons the message: removes the temporary file, frees m. */
 void	mail_abort(struct mail *m);
 
@@ -742,6 +786,76 @@ int	proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
  */
 int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 	    const char **why);
+
+/* check.c */
+
+/*
+ * usmtp-handler --check: everything a session needs of the handler's
+ * configuration, looked at as the user the process runs as, without
+ * serving one (usmtp-handler(8), Checking the configuration).
+ */
+#define CHECK_CERT_WARN_SEC	(30 * 86400)	/* a certificate ending
+						 * this soon: a warning */
+
+enum check_level {
+	CHECK_OK,	/* checked and fine (shown with --verbose) */
+	CHECK_WARN,	/* works now, will not for long */
+	CHECK_PROBLEM	/* a session would fail, or run without what was
+			 * configured: exit 78 */
+};
+
+/* The settings the check looks at; NULL where not set. */
+struct check_conf {
+	const char	*cert, *key;		/* --cert, --key */
+	const char	*noise_cert, *noise_key;	/* secure mode */
+	const char	*users;
+	const char	*maildir;	/* template; NULL with sendmail */
+	const char	*sendmail;
+	int		 recipients_any;	/* --recipients any */
+	const char	*throttle_db;	/* NULL: no throttling */
+	const char	*replay_db;	/* the other state files, once the */
+	const char	*slot_file;	/* handler has them; NULL: none */
+};
+
+/*
+ * Checks c at time now: the RSA-2048 certificate and key load, match
+ * and the key is closed to group and others, the same for the X25519
+ * pair when given (both or neither), the certificates' dates (expired
+ * or not yet valid: a problem; ending within CHECK_CERT_WARN_SEC: a
+ * warning), the users database opens (its users counted), the sendmail
+ * program runs or the Maildir template's fixed part exists and every
+ * user's Maildir can be written or made, --recipients any only with
+ * sendmail, the throttle file's directory is writable and the file, if
+ * there, is a throttle file, and the same of the other state files'
+ * directories.  Changes nothing.  report(arg, level,
+ * path, text) is called once per thing checked (CHECK_OK), warning and
+ * problem: path is the file or directory concerned, or NULL when text
+ * names it; text says what is wrong and what to do ("group or others
+ * may read it; run: chmod 600 PATH").  A directory is named once however
+ * many users it concerns.  Returns the number of problems.
+ */
+int	check_config(const struct check_conf *c, time_t now,
+	    void (*report)(void *arg, enum check_level level,
+	    const char *path, const char *text), void *arg);
+
+enum check_file {
+	CHECK_FILE_CERT,	/* a certificate: anyone may read it */
+	CHECK_FILE_KEY,		/* a private key: the user's alone */
+	CHECK_FILE_USERS,	/* the users database: the user may read it */
+	CHECK_FILE_STATE	/* a state file the handler makes: its
+				 * directory must exist and be writable */
+};
+/*
+ * Why this process cannot use path, a file of kind given with
+ * --option, as far as stat(2) and access checks tell (a missing
+ * directory, a missing file, a closed directory on the way, an
+ * unreadable file, a key group or others may read), with what to do
+ * after a semicolon, in buf; NULL when nothing is wrong that way (the
+ * content may still be).  For the log line of a session that failed to
+ * load it.
+ */
+const char *check_file(const char *path, const char *option,
+	    enum check_file kind, char *buf, size_t bufsz);
 
 /* clientconf.c */
 

@@ -1,14 +1,15 @@
 /*
  * util.c -- the few helpers every program and module shares: the
  * monotonic clock, a buffer grower that never leaves a secret behind,
- * reading one line without a stdio copy, and the terminal password
- * prompt.  Calls only libc and OPENSSL_cleanse; never prints to stdout
+ * reading one line without a stdio copy, the terminal password prompt,
+ * and making a rename durable.  Calls only libc and OPENSSL_cleanse; never prints to stdout
  * or stderr, never exits.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -62,6 +63,29 @@ buf_grow(unsigned char **buf, size_t *cap, size_t need, int secret)
 	*buf = n;
 	*cap = ncap;
 	return 0;
+}
+
+int
+sync_dir(const char *path)
+{
+	char		 dir[4096];
+	const char	*slash = strrchr(path, '/');
+	int		 fd, n, rv;
+
+	if (slash == NULL)
+		n = snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		n = snprintf(dir, sizeof(dir), "/");
+	else
+		n = snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path),
+		    path);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -1;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	rv = fsync(fd);
+	close(fd);
+	return rv;
 }
 
 static void

@@ -11,7 +11,6 @@ load helpers
 
 setup() {
 	usmtp_setup
-	HANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	add_test_users
 	export XDG_CONFIG_HOME=$T/xdg
 	mkdir -p "$XDG_CONFIG_HOME/usmtp"

@@ -70,7 +70,7 @@ delivered() {
 
 @test "--dialect document against the reference server fails with 69 and says why" {
 	run -69 --separate-stderr ref --secure off --dialect document <<<"no"
-	[ "$stderr" = "usmtp-client: algorithms refused: the server does not speak this --dialect" ]
+	[ "$stderr" = "usmtp-client: algorithms refused: the server refused the algorithms line (502) (--dialect document)" ]
 	[ "$(delivered)" -eq 0 ]
 }
 

@@ -10,7 +10,6 @@ load helpers
 
 setup() {
 	usmtp_setup
-	HANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
 	chmod 600 "$T/pw"

@@ -8,7 +8,7 @@ load helpers
 
 setup() {
 	usmtp_setup
-	SHANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
+	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
 	chmod 600 "$T/pw"

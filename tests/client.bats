@@ -1,9 +1,9 @@
 #!/usr/bin/env bats
-# usmtp-client end to end: the test-harness modes (--encode, --decode,
-# --script), batch mode through the real handler over a socket pair and
-# over TCP (IPv4 and IPv6, systemd-socket-activate), what lands in the
-# Maildir (checked with Python's email package), every exit status, the
-# interactive mode on a terminal (tmux), and the progress bar.
+# usmtp-client end to end: batch mode through the real handler over a
+# socket pair and over TCP (IPv4 and IPv6, systemd-socket-activate), what
+# lands in the Maildir (checked with Python's email package), every exit
+# status, the interactive mode on a terminal (tmux), and the progress
+# bar.  The test harness has its own suite, script.bats.
 
 load helpers
 
@@ -11,8 +11,6 @@ load helpers
 
 setup() {
 	usmtp_setup
-	# a server as made today offers secure mode
-	HANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	add_user alice@example.org "correct horse"
 	add_user bob@example.org bob-pw
 	printf 'correct horse\n' > "$T/pw"
@@ -37,10 +35,6 @@ batch() {
 		--password-file "$T/pw" --exec "exec $HANDLER 2>>$HLOG" "$@"
 }
 
-# bob_messages: the files delivered to bob, oldest first.
-bob_messages() {
-	ls -tr "$MAIL"/example.org/bob/Maildir/new/* 2>/dev/null
-}
 
 # mail_parts FILE: what a real MIME parser sees in FILE: "from:", "to:",
 # "subject:", "body:" (repr) lines, then "att: NAME SIZE SHA256" per
@@ -156,116 +150,6 @@ keys() {
 	tmux -S "$TMUX_SOCK" send-keys "$@"
 }
 
-# ---- test-harness modes -----------------------------------------------------
-
-@test "--encode rebuilds session-1's client bytes, the session key block aside" {
-	V=$VECTORS/session-1
-	sed "s|@V@|$V|" > "$T/s1.txt" <<'EOF'
-handshake ref
-send-ref 1.0 Hello
-send-ref LOGIN
-send-ref testprotokolu1@wp.pl
-send-ref bad-example123
-send-ref testprotokolu1@wp.pl
-send-ref example123
-send-ref NOOP
-send-ref LOGIN
-send-ref SEND MAIL
-send-ref mail from: testprotokolu1@wp.pl
-send-ref mail to: nobody@example.com
-send-ref mail to: not-an-address
-send-ref mail to: testprotokolu2@wp.pl
-send-ref subject: Vector subject
-body data: First line of the vector body.\n\nThird line, after the empty one.
-send-ref 2
-attach-ref @V@/note-a.txt
-attach-ref @V@/note-b.txt
-send-ref SEND MAIL
-send-ref mail from: testprotokolu1@wp.pl
-send-ref mail to: testprotokolu2@wp.pl
-send-ref subject: Second vector message
-body data: Second message, no attachments.
-send-ref 0
-send-ref BYE
-EOF
-	run -0 usmtp-client --script "$T/s1.txt" --encode "$T/s1.bin" \
-		--cert "$VECTORS/server.pem" --session-key "$V/session-key.hex"
-	cmp <(head -c 69 "$T/s1.bin") <(head -c 69 "$V/client.bin")
-	cmp <(tail -c +330 "$T/s1.bin") <(tail -c +330 "$V/client.bin")
-	[ "$(wc -c < "$T/s1.bin")" -eq "$(wc -c < "$V/client.bin")" ]
-	# the key block: 256 bytes of RSA-OAEP (SHA-256) around our key
-	dd if="$T/s1.bin" bs=1 skip=69 count=256 status=none |
-		openssl pkeyutl -decrypt -inkey "$VECTORS/server.key" \
-		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
-		-pkeyopt rsa_mgf1_md:sha256 | od -An -tx1 | tr -d ' \n' > "$T/key"
-	[ "$(cat "$T/key")" = "$(tr -d ' \n' < "$V/session-key.hex")" ]
-}
-
-@test "--decode splits the reference server's replies into session-1's codes" {
-	V=$VECTORS/session-1
-	run -0 usmtp-client --decode "$V/reference-replies.bin" \
-		--session-key "$V/session-key.hex"
-	diff -u "$V/expected-codes.txt" <(cut -c1-3 <<<"$output")
-	[ "${lines[1]}" = "202 algos valid" ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-}
-
-@test "--decode reports bytes that end no frame" {
-	V=$VECTORS/session-2
-	{ cat "$V/reference-replies.bin"; printf 'xyz'; } > "$T/r.bin"
-	run -0 usmtp-client --decode "$T/r.bin" --session-key "$V/session-key.hex"
-	[ "${lines[-1]}" = "[3 trailing bytes]" ]
-}
-
-@test "a script escapes what it prints and sends raw bytes and pauses" {
-	cat > "$T/s.txt" <<'EOF'
-# comment, then a blank line
-
-handshake
-send 1.0 Hello
-pause 50
-send NO\x01OP\\
-send BYE
-EOF
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "${lines[0]}" = "201 ssl valid" ]
-	[ "${lines[1]}" = "202 algos valid" ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-	[ "${lines[4]:0:4}" = "300 " ]
-	[ "${lines[-1]}" = "[handler exit 0]" ]
-}
-
-@test "a script over TCP (IPv6) prints the replies until the server closes" {
-	port=$(free_port)
-	start_socket_activate "$port" "[::1]"
-	printf 'handshake\nsend 1.0 Hello\nsend BYE\n' > "$T/s.txt"
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" -H ::1 -p "$port"
-	[ "${#lines[@]}" -eq 4 ]
-	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
-}
-
-@test "a script stops at an untrusted certificate with 78 and sends no key" {
-	mkdir "$T/other" && "$TOP/ssl/mkcerts" "$T/other" >/dev/null
-	printf 'handshake\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -78 --separate-stderr timeout 30 usmtp-client --ca "$T/other/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "$output" = $'201 ssl valid\n202 algos valid' ]
-	[[ $stderr == *"server certificate not trusted"* ]]
-	! grep -q 'handshake result=ok' "$HLOG"
-}
-
-@test "a script whose algorithms are refused sends no key and ends with the server" {
-	printf 'hello\nalgos support rsa1024?\nkey\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -0 --separate-stderr timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$T/s.txt" --exec "exec $HANDLER 2>>$HLOG"
-	[ "${lines[0]}" = "201 ssl valid" ]
-	[ "${lines[1]:0:4}" = "502 " ]
-	[ "${lines[2]}" = "[handler exit 1]" ]
-	[ "${#lines[@]}" -eq 3 ]
-}
-
 # ---- batch mode -------------------------------------------------------------
 
 @test "batch: a body-only mail is delivered as sent" {
@@ -273,8 +157,8 @@ EOF
 		run -0 --separate-stderr batch -t bob@example.org -s "body only"
 		[ -z "$output" ] && [ -z "$stderr" ]
 	}
-	[ "$(bob_messages | wc -l)" -eq 1 ]
-	run -0 mail_parts "$(bob_messages)"
+	[ "$(delivered_count)" -eq 1 ]
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[0]}" = "from: alice@example.org" ]
 	[ "${lines[1]}" = "to: bob@example.org" ]
 	[ "${lines[2]}" = "subject: body only" ]
@@ -292,7 +176,7 @@ EOF
 		-a "$T/a.txt" -a "$T/b.bin" -a "$T/c.txt" -a "$T/empty" \
 		-a "$T/zażółć gęślą.txt" < "$T/body"
 	[ -z "$stderr" ]
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[2]}" = "subject: five" ]
 	[ "${lines[4]}" = "$(att_line "$T/a.txt")" ]
 	[ "${lines[5]}" = "$(att_line "$T/b.bin")" ]
@@ -306,7 +190,7 @@ EOF
 	USMTP_PASSWORD="correct horse" run -0 timeout 60 usmtp-client \
 		--ca "$KEYS/ca.pem" -u alice@example.org -t bob@example.org \
 		-s env -b "$T/body" --exec "exec $HANDLER 2>>$HLOG" < /dev/null
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[3]}" = "body: 'from a file\\n'" ]
 }
 
@@ -322,9 +206,9 @@ EOF
 		stop_pid "$SA_PID"
 		SA_PID=
 	done
-	[ "$(bob_messages | wc -l)" -eq 2 ]
-	grep -q '^Subject: tcp 127.0.0.1' $(bob_messages)
-	grep -q '^Subject: tcp \[::1\]' $(bob_messages)
+	[ "$(delivered_count)" -eq 2 ]
+	grep -q '^Subject: tcp 127.0.0.1' $(delivered)
+	grep -q '^Subject: tcp \[::1\]' $(delivered)
 }
 
 @test "no progress output when standard error is not a terminal" {
@@ -332,7 +216,7 @@ EOF
 	run -0 --separate-stderr batch -t bob@example.org -s big -a "$T/big" < "$T/body"
 	[ -z "$stderr" ]
 	[ -z "$output" ]
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[4]}" = "$(att_line "$T/big")" ]
 }
 
@@ -342,7 +226,7 @@ EOF
 	printf 'not it\n' > "$T/pw"
 	run -77 --separate-stderr batch -t bob@example.org -s x < "$T/body"
 	[[ $stderr == *"authentication failed"* ]]
-	[ -z "$(bob_messages)" ]
+	[ -z "$(delivered)" ]
 }
 
 @test "an unknown recipient exits 67" {
@@ -448,6 +332,10 @@ EOF
 
 @test "--help names every option of the man page, and the exit statuses" {
 	run -0 usmtp-client --help
+	# the test harness is tests/usmtp-script, no client option
+	for o in --script --encode --decode --session-key --cert; do
+		[[ $output != *"$o"* ]] || { echo "harness option $o"; false; }
+	done
 	for o in $(grep -o '^\.It Fl [-a-zA-Z]*' "$TOP/man/usmtp-client.1" | awk '{print $3}'); do
 		[[ $output == *"-$o"* ]] || { echo "missing -$o"; false; }
 	done
@@ -490,7 +378,7 @@ EOF
 	keys BYE Enter
 	wait_screen '^EXIT=0'
 	! screen | grep -q 'correct horse'
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(delivered)"
 	[ "${lines[2]}" = "subject: typed subject" ]
 	# the lines joined with LF, as the reference client does
 	[ "${lines[3]}" = "body: 'first line\\nsecond line'" ]

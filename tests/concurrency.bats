@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# concurrency.bats -- handlers and usmtp-users at the same time (issue 3):
+# concurrency.bats -- handlers and usmtp-users at the same time:
 # a handler started while the user database is being rewritten still logs
 # in; many sessions at once over TCP through systemd-socket-activate; the
 # login over TCP on IPv4 and IPv6 loopback with the client checking the
@@ -53,18 +53,7 @@ stop_adder() {
 	[ "$(cat "$T/added")" -gt 0 ]
 }
 
-# tcp HOST PORT: the golden login over TCP, client checking HOST against
-# the certificate's names.
-tcp() {
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/login-good.in" -H "$1" -p "$2")
-}
 
-# golden_tcp: login-good.out less the handler's exit status, which a TCP
-# client does not see.
-golden_tcp() {
-	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/login-good.out") - <<<"$1"
-}
 
 @test "$SESSIONS handlers started one after another while usmtp-users rewrites the database all log in" {
 	start_adder
@@ -84,7 +73,7 @@ golden_tcp() {
 	start_socket_activate "$port" 127.0.0.1
 	start_adder
 	for i in $(seq "$SESSIONS"); do
-		tcp 127.0.0.1 "$port" >"$T/out.$i" 2>"$T/err.$i" &
+		tcp_script login-good 127.0.0.1 "$port" >"$T/out.$i" 2>"$T/err.$i" &
 		pids+=($!)
 	done
 	for i in $(seq "$SESSIONS"); do
@@ -92,7 +81,7 @@ golden_tcp() {
 	done
 	stop_adder
 	for i in $(seq "$SESSIONS"); do
-		golden_tcp "$(cat "$T/out.$i")"
+		golden_tcp login-good "$(cat "$T/out.$i")"
 	done
 	[ "$(grep -c 'login user=alice@example.org result=ok' "$HLOG")" -eq "$SESSIONS" ]
 	# one handler process per connection
@@ -103,8 +92,8 @@ golden_tcp() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" 127.0.0.1
-	run -0 tcp 127.0.0.1 "$port"
-	golden_tcp "$output"
+	run -0 tcp_script login-good 127.0.0.1 "$port"
+	golden_tcp login-good
 	grep -q 'peer=127\.0\.0\.1:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 
@@ -112,8 +101,8 @@ golden_tcp() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" "[::1]"
-	run -0 tcp ::1 "$port"
-	golden_tcp "$output"
+	run -0 tcp_script login-good ::1 "$port"
+	golden_tcp login-good
 	grep -q 'peer=\[::1\]:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 
@@ -123,6 +112,6 @@ golden_tcp() {
 	# the certificate names localhost, 127.0.0.1 and ::1; 127.0.0.2 is
 	# loopback too, but not in it
 	start_socket_activate "$port" 127.0.0.2
-	run -78 tcp 127.0.0.2 "$port"
+	run -78 tcp_script login-good 127.0.0.2 "$port"
 	run -1 grep -q ' login ' "$HLOG"
 }

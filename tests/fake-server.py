@@ -3,10 +3,10 @@
 standard input and output, for testing clients against replies a real
 handler never sends (run it with `usmtp-client --exec`).
 
-It does the handshake of usmtp(7) with the given RSA key and
-certificate (an offer of secure mode gets 502, as from any 1.0 server),
-sends the 100 greeting and reads the client's version line; then
-each STEP is one of
+It does the 1.0 handshake of usmtp(7) with the given RSA key and
+certificate (a secure-mode offer gets 502, as from any 1.0 server),
+sends the 100 greeting and reads the client's version
+line; then each STEP is one of
   TEXT[|TEXT...]   read one client frame, answer with these replies
   @stall           stop reading (the client's writes then block) and
                    sleep a minute
@@ -111,9 +111,9 @@ def main():
         out.write(hello + CRLF2)
         return
     out.write(b"201 ssl valid" + CRLF2)
-    if b"noise" in read_plain():
+    if b"noise" in read_plain().lower():
         # a USMTP 1.0 server: the secure offer is an unknown algorithm
-        out.write(b"502 not supported symetric algorithm." + CRLF2)
+        out.write(b"502 Unsupported encryption algorithm." + CRLF2)
         return
     if algos is not None:
         out.write(algos + b"." + CRLF2)

@@ -18,8 +18,8 @@ setup() {
 # encode SCRIPT OUT: the client bytes of SCRIPT (run in tests/transcripts)
 # with the session key $T/key.hex.
 encode() {
-	(cd "$TRANSCRIPTS" && usmtp-client --script "$1" --encode "$2" \
-		--cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	(cd "$TRANSCRIPTS" && usmtp-script --encode "$2" \
+		--cert "$KEYS/server.pem" --session-key "$T/key.hex" "$1")
 }
 
 # session2: a message with a two-line body and two attachments, then BYE.
@@ -37,10 +37,6 @@ mail_min() {
 	mail_then "send subject: s" "body data: b" "$@"
 }
 
-# no_files DIR: nothing at all under DIR (or no DIR).
-no_files() {
-	[ ! -e "$1" ] || [ -z "$(find "$1" -type f)" ]
-}
 
 @test "a session cut off at any byte never crashes, delivers or leaves a tmp file" {
 	session2
@@ -78,7 +74,7 @@ no_files() {
 		n=$((n + 1))
 	done
 	echo "# $n cuts of $len bytes" >&3
-	no_files "$MAIL"
+	nothing_delivered "$MAIL"
 	! grep -q 'result=ok.*where=' "$HLOG"
 	grep -q 'end reason=truncated state=S_ATT_DATA' "$HLOG"
 	grep -q 'end reason=truncated code=500 state=S_BODY' "$HLOG"
@@ -110,7 +106,7 @@ no_files() {
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
 	[ "${lines[5]}" = "[handler exit 78]" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 	grep -q 'end reason=config code=500' "$HLOG"
 }
 
@@ -123,7 +119,7 @@ no_files() {
 	: > "$DB"
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 }
 
 @test "garbage ciphertext is an unknown command and the session goes on" {
@@ -151,7 +147,7 @@ no_files() {
 	grep -q 'end reason=truncated code=500 state=S_COMMAND' "$HLOG"
 }
 
-@test "a CRLFCRLF at the start of a cipher frame does not end it (PROTOCOL.md 2)" {
+@test "a CRLFCRLF at the start of a cipher frame does not end it (usmtp(7), Framing)" {
 	printf '%s\n' handshake "send 1.0 Hello" "rawhex 0d0a0d0a" "send BYE" > "$T/e.in"
 	run -0 client_script "$T/e.in"
 	# 4 + 16 bytes then CRLFCRLF: no terminator at a multiple of 16
@@ -174,7 +170,7 @@ no_files() {
 	mail_min 'send 1\x00' > "$T/n4.in"
 	run -0 client_script "$T/n4.in"
 	[ "${lines[-2]}" = "521 Wrong number of attachments" ]
-	no_files "$MAIL"
+	nothing_delivered "$MAIL"
 }
 
 @test "a NUL in the sender is a forged sender (520), in the recipient a 301" {
@@ -185,7 +181,7 @@ no_files() {
 		'send mail to: bob@example.org\x00x' eof > "$T/t.in"
 	run -0 client_script "$T/t.in"
 	[ "${lines[-2]}" = "301 Wrong e-mail syntax" ]
-	no_files "$MAIL"
+	nothing_delivered "$MAIL"
 }
 
 @test "NUL bytes in the subject and body are delivered, none reaches a header" {
@@ -226,7 +222,7 @@ no_files() {
 		"send 4" eof > "$T/o.in"
 	run -0 client_script "$T/o.in"
 	[ "$(grep -c '^403 ' <<<"$output")" -eq 2 ]
-	no_files "$MAIL"
+	nothing_delivered "$MAIL"
 }
 
 @test "a Size: larger than the content, or far smaller, is a 403" {
@@ -234,7 +230,7 @@ no_files() {
 		'send Content-Length: 52\r\nSize: 1' eof > "$T/z.in"
 	run -0 client_script "$T/z.in"
 	[ "$(grep -c '^403 ' <<<"$output")" -eq 2 ]
-	no_files "$MAIL"
+	nothing_delivered "$MAIL"
 }
 
 @test "a client that hangs up before reading never kills the handler with SIGPIPE" {
@@ -248,7 +244,7 @@ os.close(r)
 sys.exit(subprocess.call(sys.argv[1], shell=True, stdout=w))' "$HANDLER < $T/in.bin 2>>$HLOG"
 	[ "$status" -eq 0 ] || [ "$status" -eq 1 ]
 	grep -q ' end reason=' "$HLOG"
-	no_files "$BOB/tmp"
+	nothing_delivered "$BOB/tmp"
 }
 
 @test "--config lines with numbers and flags leak nothing (valgrind)" {

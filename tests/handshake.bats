@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# PROTOCOL.md 2-4 through the real handler: the handshake with both
-# spellings, every handshake error, the version check, unknown commands,
-# BYE, limits, truncation and the idle timeout.
+# usmtp(7), Framing, Handshake and Greeting and commands, through the
+# real handler: the handshake with both spellings, every handshake error,
+# the version check, unknown commands, BYE, limits, truncation and the
+# idle timeout.
 
 load helpers
 
@@ -38,7 +39,7 @@ setup() {
 @test "unknown algorithms get 502, dot-terminated" {
 	run -0 client_script hs-bad-algos
 	check_golden hs-bad-algos
-	# the frame itself ends with .CRLFCRLF (PROTOCOL.md 3)
+	# the frame itself ends with .CRLFCRLF (usmtp(7), Handshake)
 	printf 'hello ssl1.0?\r\n\r\nsupport rsa1024?\r\n\r\n' |
 		$HANDLER 2>/dev/null | od -An -c | tr -d ' \n' | grep -q 'algorithm.\\r\\n\\r\\n$'
 }
@@ -106,10 +107,11 @@ setup() {
 
 @test "a whole session piped in at once from a file is served the same" {
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
-	(cd "$TRANSCRIPTS" && usmtp-client --script "$TRANSCRIPTS/login-wrong.in" \
-		--encode "$T/in.bin" --cert "$KEYS/server.pem" --session-key "$T/key.hex")
+	(cd "$TRANSCRIPTS" && usmtp-script --encode "$T/in.bin" \
+		--cert "$KEYS/server.pem" --session-key "$T/key.hex" \
+		"$TRANSCRIPTS/login-wrong.in")
 	run -0 sh -c "$HANDLER < $T/in.bin > $T/out.bin 2>$HLOG"
-	run -0 usmtp-client --decode "$T/out.bin" --session-key "$T/key.hex"
+	run -0 usmtp-script --decode "$T/out.bin" --session-key "$T/key.hex"
 	diff -u <(sed '$d' "$TRANSCRIPTS/login-wrong.out") - <<<"$output"
 }
 
@@ -118,13 +120,34 @@ setup() {
 	run -64 usmtp-handler --timeout soon
 }
 
-@test "--config sets options and the command line wins" {
-	printf '# comment\ntimeout = 1\nmax-body = 1K\n' > "$T/usmtp.conf"
-	run -0 client_script hs-idle --config "$T/usmtp.conf"
-	check_golden hs-idle
-	printf 'no-such = 1\n' > "$T/bad.conf"
+@test "--config sets an option the command line leaves alone" {
+	printf '# comment\nmax-body = 1K\n' >"$T/usmtp.conf"
+	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
+	    "send 0" "send BYE" >"$T/big.in"
+	# the file's 1K applies: a 2000-byte body is over it
+	run -0 client_script "$T/big.in" --config "$T/usmtp.conf"
+	[[ $output == *$'\n552 Size limit exceeded\n'* ]]
+	[[ $output != *"220 "* ]]
+	# without the file, the default 1M takes it
+	run -0 client_script "$T/big.in"
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+}
+
+@test "the command line wins over --config, whatever their order" {
+	printf 'max-body = 1K\n' >"$T/usmtp.conf"
+	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
+	    "send 0" "send BYE" >"$T/big.in"
+	run -0 client_script "$T/big.in" --max-body 4K --config "$T/usmtp.conf"
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+	run -0 client_script "$T/big.in" --config "$T/usmtp.conf" --max-body 4K
+	[[ $output == *$'\n220 Email was sent\n'* ]]
+	[[ $output != *"552 "* ]]
+}
+
+@test "a bad line in --config names the file and line, exit 78" {
+	printf '# fine\nno-such = 1\n' >"$T/bad.conf"
 	run -78 usmtp-handler --config "$T/bad.conf"
-	[[ "$output" == *"bad.conf:1: no-such: unknown option"* ]]
+	[[ "$output" == *"bad.conf:2: no-such: unknown option"* ]]
 }
 
 @test "--help and --version" {

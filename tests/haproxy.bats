@@ -83,16 +83,11 @@ haproxy_start() {
 # is left out.
 via() {
 	local to=${2:-TCP:127.0.0.1:$FPORT,bind=$CLIENT_ADDR}
-	(set -o pipefail; cd "$TRANSCRIPTS" && timeout 30 usmtp-client \
-	    --ca "$KEYS/ca.pem" --script "$TRANSCRIPTS/$1.in" \
-	    --exec "exec socat - $to" | grep -v '^\[handler exit')
+	(set -o pipefail; cd "$TRANSCRIPTS" && timeout 30 usmtp-script \
+	    --ca "$KEYS/ca.pem" --exec "exec socat - $to" \
+	    "$TRANSCRIPTS/$1.in" | grep -v '^\[handler exit')
 }
 
-# golden_tcp NAME: $output against NAME.out less the handler's exit
-# status, which a client over TCP cannot see.
-golden_tcp() {
-	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/$1.out") - <<<"$output"
-}
 
 # wait_log FILE REGEX: waits (10 s at most) for a line in FILE.
 wait_log() {
@@ -227,8 +222,7 @@ sessions() {
 
 @test "a connection straight to a host that expects the header is closed without a reply, and logged" {
 	hosts
-	(cd "$TRANSCRIPTS" && timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-	    --script hs-document.in -H 127.0.0.1 -p "$B1") >"$T/out" 2>&1 || true
+	tcp_script hs-document 127.0.0.1 "$B1" >"$T/out" 2>&1 || true
 	[ ! -s "$T/out" ]
 	wait_log "$H1LOG" 'end reason=proxy state=S_HELLO'
 	grep -q -E '^usmtp-handler\[[0-9]+\]: [0-9a-f]{8} peer=127\.0\.0\.1:[0-9]+ proxy result=fail reason="not a PROXY protocol header"$' "$H1LOG"
@@ -279,7 +273,7 @@ script_with() {
 	run -0 client_script "$s"
 	check_golden login-wrong
 	grep -q 'peer=\[2001:db8::9\]:4711 connect via=local proxy=v1$' "$HLOG"
-	grep -q 'peer=\[2001:db8::9\]:4711 login user=alice@example.org result=fail key=2001:db8::/64 failures=1$' "$HLOG"
+	grep -q 'peer=\[2001:db8::9\]:4711 login user=alice@example.org result=fail key=2001:db8::/64 failures=1 net=2001:db8::/48 ' "$HLOG"
 	[ -s "$T/throttle.db" ]
 }
 

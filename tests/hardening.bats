@@ -28,7 +28,7 @@ seconds_of() {
 	[[ $output == "exit 1 after "* ]]
 	s=$(seconds_of "$output")
 	[ "$s" -ge 2 ] && [ "$s" -le 6 ]
-	grep -q 'reason="write timed out"\|end reason=login-timeout\|end reason=write' "$HLOG"
+	grep -q 'end reason=login-timeout code=500' "$HLOG"
 }
 
 @test "a client that stops reading is cut off at the idle timeout" {
@@ -38,16 +38,18 @@ seconds_of() {
 	[[ $output == "exit 1 after "* ]]
 	s=$(seconds_of "$output")
 	[ "$s" -ge 1 ] && [ "$s" -le 5 ]
+	grep -q 'end reason=timeout code=500' "$HLOG"
 }
 
 @test "a client that keeps the input full is served only until the login deadline" {
 	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" flood \
 		"exec $HANDLER --login-timeout 2 2>>$HLOG"
 	[[ $output == "closed after "* ]]
-	[[ $output == *"last: 500 "* ]]
 	s=$(sed -n 's/^closed after \([0-9]*\)\..*/\1/p' <<<"$output")
 	[ "$s" -ge 1 ] && [ "$s" -le 4 ]
-	grep -q 'end reason=login-timeout code=500' "$HLOG"
+	# (the 500 may not reach the flooder: a socket closed with unread
+	# input resets the connection; the log says what happened and when)
+	grep -q 'end reason=login-timeout code=500 state=S_COMMAND duration=[0-3]\.' "$HLOG"
 }
 
 @test "SIGTERM in the middle of an attachment leaves no file behind and logs end reason=signal" {

@@ -6,10 +6,10 @@ bats_require_minimum_version 1.5.0
 
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 TRANSCRIPTS=$TOP/tests/transcripts
-# The interoperability vectors live in ../shared/vectors next to a checkout
-# and are copied to tests/vectors; prefer the copy in the tree.
+# The reference client's recorded sessions (tests/vectors/README.md).
 VECTORS=$TOP/tests/vectors
-PATH=$TOP:$PATH
+# The programs, and the test harness tests/usmtp-script (never installed).
+PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
@@ -31,10 +31,11 @@ usmtp_keys() {
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
-# database), MAIL (Maildir root), HLOG (handler log), and HANDLER (the
-# handler command line, logging to stderr, with its own throttle file) and
-# makes keys.  USMTP_WRAP,
-# when set, is put in front of HANDLER: "make check-valgrind" runs the
+# database), MAIL (Maildir root), HLOG (handler log), HANDLER (the handler
+# command line, logging to stderr, with its own throttle file and secure
+# mode's key, as ssl/mkcerts sets a server up) and HANDLER10 (the same
+# without secure mode: a USMTP 1.0 server), and makes keys.  USMTP_WRAP,
+# when set, is put in front of both: "make check-valgrind" runs the
 # handler under valgrind that way.
 usmtp_setup() {
 	usmtp_keys
@@ -42,7 +43,8 @@ usmtp_setup() {
 	DB=$T/users.db
 	MAIL=$T/mail
 	HLOG=$T/handler.log
-	HANDLER="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr"
+	HANDLER10="${USMTP_WRAP:+$USMTP_WRAP }usmtp-handler --cert $KEYS/server.pem --key $KEYS/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --timeout 10 --log-stderr --noise-cert none --noise-key none"
+	HANDLER="$HANDLER10 --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 }
 
 # skip_if_sanitized: skips a test that measures memory or time, whose
@@ -64,10 +66,10 @@ add_user() {
 }
 
 # client_script NAME [handler options]: runs tests/transcripts/NAME.in
-# (or NAME itself when it is a path to a script) through a handler started
-# over a socket pair; prints the decrypted replies and the handler's exit
-# status.  Runs in tests/transcripts, so scripts name files/... relative
-# to it.  The handler log goes to $HLOG.
+# (or NAME itself when it is a path to a script) with usmtp-script through
+# a handler started over a socket pair; prints the decrypted replies and
+# the handler's exit status.  Runs in tests/transcripts, so scripts name
+# files/... relative to it.  The handler log goes to $HLOG.
 client_script() {
 	local name=$1 script
 	shift
@@ -75,8 +77,8 @@ client_script() {
 	*/*) script=$name ;;
 	*) script=$TRANSCRIPTS/$name.in ;;
 	esac
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$script" --exec "exec $HANDLER $* 2>>$HLOG")
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		--exec "exec $HANDLER $* 2>>$HLOG" "$script")
 }
 
 # add_test_users: alice@example.org ("correct horse") and bob@example.org
@@ -111,6 +113,67 @@ login_then() {
 mail_then() {
 	login_then "send SEND MAIL" "send mail from: alice@example.org" \
 		"send mail to: bob@example.org" "$@"
+}
+
+# delivered [MAILDIR]: prints the messages in MAILDIR's new/ (default
+# bob@example.org's under $MAIL), one path a line, oldest first; fails,
+# saying so, when MAILDIR's tmp/ holds a file: a message half written.
+delivered() {
+	local md=${1:-$MAIL/example.org/bob/Maildir}
+	if [ -n "$(ls -A "$md/tmp" 2>/dev/null)" ]; then
+		echo "delivered: $md/tmp is not empty" >&2
+		return 1
+	fi
+	[ -d "$md/new" ] || return 0
+	ls "$md/new" | sort -t. -k1,1n -k2,2V | sed "s|^|$md/new/|"
+}
+
+# delivered_count [MAILDIR]: how many messages delivered() lists.
+delivered_count() {
+	local list
+	list=$(delivered "$@") || return 1
+	[ -z "$list" ] && echo 0 || wc -l <<<"$list"
+}
+
+# the_message [MAILDIR]: prints the one message delivered there; fails
+# unless there is exactly one.
+the_message() {
+	local list
+	list=$(delivered "$@") || return 1
+	if [ -z "$list" ] || [ "$(wc -l <<<"$list")" -ne 1 ]; then
+		echo "the_message: not exactly one message in ${1:-the default Maildir}" >&2
+		return 1
+	fi
+	printf '%s\n' "$list"
+}
+
+# nothing_delivered [DIR]: no file at all under DIR (default $MAIL): no
+# message, and no temporary file left behind.
+nothing_delivered() {
+	local d=${1:-$MAIL}
+	[ ! -e "$d" ] || [ -z "$(find "$d" -type f)" ]
+}
+
+# tcp_script NAME HOST PORT [usmtp-script options]: runs NAME
+# (tests/transcripts/NAME.in, or a script's path) against HOST:PORT over
+# TCP, in tests/transcripts; prints the decrypted replies.
+tcp_script() {
+	local name=$1 host=$2 port=$3 script
+	shift 3
+	case $name in
+	*/*) script=$name ;;
+	*) script=$TRANSCRIPTS/$name.in ;;
+	esac
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		-H "$host" -p "$port" "$@" "$script")
+}
+
+# golden_tcp NAME [OUTPUT]: compares OUTPUT (default $output) with
+# tests/transcripts/NAME.out, both less the "[handler exit N]" line: a
+# client over TCP has no handler to reap.
+golden_tcp() {
+	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/$1.out") \
+	    <(grep -v '^\[handler exit' <<<"${2-$output}")
 }
 
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# PROTOCOL.md 5: the LOGIN dialog against the GDBM user database.
+# usmtp(7), Login: the LOGIN dialog against the GDBM user database.
 
 load helpers
 
@@ -51,12 +51,13 @@ setup() {
 @test "a 401 leaves in a write of its own, the 111 after it in the next" {
 	# LeakSanitizer cannot stop a process strace traces: no leak check
 	printf '%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f > "$T/key.hex"
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script login-wrong.in --session-key "$T/key.hex" \
-		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write -o $T/strace $HANDLER 2>>$HLOG") > "$T/out"
+	(cd "$TRANSCRIPTS" && timeout 60 usmtp-script --ca "$KEYS/ca.pem" \
+		--session-key "$T/key.hex" \
+		--exec "exec env ASAN_OPTIONS=\${ASAN_OPTIONS:-}:detect_leaks=0 strace -xx -s 65536 -e trace=write,sendto -o $T/strace $HANDLER 2>>$HLOG" \
+		login-wrong.in) > "$T/out"
 	diff -u "$TRANSCRIPTS/login-wrong.out" "$T/out"
 	$PY "$TOP/tests/writes.py" "$T/strace" "$T/key.hex" > "$T/writes"
-	# PROTOCOL.md 2: the write that carries the 401 ends with it, and
+	# usmtp(7), Framing: the write that carries the 401 ends with it, and
 	# the 111 after it starts the next write
 	grep -qE '(^| )401$' "$T/writes"
 	run -1 grep -E '401 ' "$T/writes"
@@ -68,7 +69,7 @@ setup() {
 	run -0 client_script login-good
 	[ "${lines[4]}" = "500 Connection error" ]
 	[ "${lines[5]}" = "[handler exit 78]" ]
-	grep -q "error users=$DB reason=" "$HLOG"
+	grep -q "error users=$DB op=open reason=\"$DB: " "$HLOG"
 }
 
 @test "a client that does not log in within --login-timeout is cut off with 500" {

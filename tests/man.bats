@@ -54,9 +54,9 @@ options_documented() {
 	done
 }
 
-@test "usmtp.conf.example names every long option of usmtp-handler except help, version and config" {
+@test "usmtp.conf.example names every long option of usmtp-handler except help, version, config, check and verbose" {
 	"$TOP/usmtp-handler" --help 2>&1 | grep -o -E -- '--[a-z][a-z-]*' | sort -u |
-	    sed 's/^--//' | grep -v -x -E 'help|version|config' >"$BATS_TEST_TMPDIR/opts"
+	    sed 's/^--//' | grep -v -x -E 'help|version|config|check|verbose' >"$BATS_TEST_TMPDIR/opts"
 	[ -s "$BATS_TEST_TMPDIR/opts" ]
 	while read -r o; do
 		grep -q -E "^#?$o = " "$TOP/etc/usmtp.conf.example" ||

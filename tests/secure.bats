@@ -12,12 +12,13 @@ setup() {
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
 	chmod 600 "$T/pw"
-	SHANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
+	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	SA_PID=
 }
 
 teardown() {
 	stop_pid "$SA_PID"
+	[ -z "${MADE_ETC:-}" ] || rm -rf /etc/usmtp
 }
 
 # send [client options]: alice sends a mail to bob in batch mode; the
@@ -27,11 +28,6 @@ send() {
 		--password-file "$T/pw" -t bob@example.org -s secure "$@"
 }
 
-# delivered: the number of messages in bob's Maildir, and none in tmp/.
-delivered() {
-	[ -z "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ] || return 1
-	ls "$MAIL"/example.org/bob/Maildir/new/ 2>/dev/null | wc -l
-}
 
 # attachment_sha FILE: the SHA-256 of the one attachment in FILE, parsed
 # by Python's email package.
@@ -55,13 +51,12 @@ attachment_sha() {
 		f=$(ls -t "$MAIL"/example.org/bob/Maildir/new/* | head -n 1)
 		[ "$(attachment_sha "$f")" = "$(sha256sum <"$T/att-$n" | cut -d' ' -f1)" ]
 	done
-	[ "$(delivered)" -eq 5 ]
+	[ "$(delivered_count)" -eq 5 ]
 	[ "$(grep -c 'handshake result=ok security=noise' "$HLOG")" -eq 5 ]
 	! grep -q 'security=1.0' "$HLOG"
 }
 
 @test "secure mode over TCP, IPv4 and IPv6, behind systemd-socket-activate" {
-	HANDLER=$SHANDLER
 	for addr in 127.0.0.1 ::1; do
 		port=$(free_port)
 		case $addr in *:*) start_socket_activate "$port" "[$addr]" ;;
@@ -71,7 +66,7 @@ attachment_sha() {
 		stop_pid "$SA_PID"
 		SA_PID=
 	done
-	[ "$(delivered)" -eq 2 ]
+	[ "$(delivered_count)" -eq 2 ]
 	[ "$(grep -c 'handshake result=ok security=noise' "$HLOG")" -eq 2 ]
 }
 
@@ -100,7 +95,7 @@ tampered() {
 		<<<"tampered"
 	echo "client: $status $stderr"
 	[ "$status" -ne 0 ]
-	[ "$(delivered)" -eq 0 ]
+	[ "$(delivered_count)" -eq 0 ]
 }
 
 @test "a flipped bit in a client record ends the session: nothing delivered, the handler says why" {
@@ -153,26 +148,38 @@ tampered() {
 	run -0 --separate-stderr send --exec \
 		"exec $PY $TOP/tests/tamper-proxy.py --record $T/rec.bin -- $SHANDLER 2>>$HLOG" \
 		<<<"recorded"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	run -1 sh -c "$SHANDLER <$T/rec.bin >/dev/null 2>>$HLOG"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q 'record result=fail security=noise reason="record authentication failed"' "$HLOG"
 }
 
 @test "prefer falls back to 1.0 against a handler without secure mode, and says so" {
-	run -0 --separate-stderr send --exec "exec $HANDLER 2>>$HLOG" <<<"1.0"
+	run -0 --separate-stderr send --exec "exec $HANDLER10 2>>$HLOG" <<<"1.0"
 	[[ $stderr == *"the server does not offer secure mode: this session is protected by USMTP 1.0 only"* ]]
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q 'handshake result=fail code=502 offer=secure' "$HLOG"
 	grep -q 'handshake result=ok dialect=document security=1.0' "$HLOG"
 }
 
 @test "require refuses a handler without secure mode; off speaks 1.0 to one that has it" {
-	run -69 --separate-stderr send --secure require --exec "exec $HANDLER 2>>$HLOG" <<<"x"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"x"
 	[[ $stderr == *"does not offer secure mode (--secure require)"* ]]
-	[ "$(delivered)" -eq 0 ]
+	[ "$(delivered_count)" -eq 0 ]
 	run -0 --separate-stderr send --secure off --exec "exec $SHANDLER 2>>$HLOG" <<<"off"
 	[ -z "$stderr" ]
 	grep -q 'handshake result=ok dialect=document security=1.0' "$HLOG"
 	! grep -q 'security=noise' "$HLOG"
+}
+
+@test "the handler takes secure mode's key from /etc/usmtp when both files are there, and none turns it off" {
+	[ ! -e /etc/usmtp ] || skip "/etc/usmtp exists on this machine; the test would change it"
+	mkdir -p /etc/usmtp
+	MADE_ETC=1
+	cp "$KEYS/server-x25519.pem" "$KEYS/server-x25519.key" /etc/usmtp/
+	H=${HANDLER10% --noise-cert none --noise-key none}
+	run -0 --separate-stderr send --secure require --exec "exec $H 2>>$HLOG" <<<"defaults"
+	run -69 --separate-stderr send --secure require --exec "exec $HANDLER10 2>>$HLOG" <<<"none"
+	[ "$(delivered_count)" -eq 1 ]
+	[ "$(grep -c 'handshake result=ok security=noise' "$HLOG")" -eq 1 ]
 }

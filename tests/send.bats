@@ -12,16 +12,7 @@ setup() {
 	ALICE=$MAIL/example.org/alice/Maildir
 }
 
-# delivered DIR: the messages in DIR/new, in delivery order.
-delivered() {
-	[ -d "$1/new" ] || return 0
-	ls "$1/new" | sort -t Q -k 2n | sed "s|^|$1/new/|"
-}
 
-# nothing_delivered: no message anywhere, no temporary file left behind.
-nothing_delivered() {
-	[ ! -e "$MAIL" ] || [ -z "$(find "$MAIL" -type f)" ]
-}
 
 # mime FILE [mime-check options]: the parsed summary of a message.
 mime() {

@@ -9,7 +9,6 @@ load helpers
 
 setup() {
 	usmtp_setup
-	HANDLER="$HANDLER --noise-cert $KEYS/server-x25519.pem --noise-key $KEYS/server-x25519.key"
 	add_test_users
 	add_user carol@example.org carol-pw
 	add_user dave@example.org dave-pw

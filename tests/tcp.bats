@@ -15,15 +15,10 @@ teardown() {
 	stop_pid "${SA_PID:-}"
 }
 
-# tcp_script NAME HOST: runs transcript NAME against HOST:$PORT.
-tcp_script() {
-	(cd "$TRANSCRIPTS" && timeout 60 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$PORT")
-}
 
 @test "handshake, greeting, unknown command and BYE over TCP on 127.0.0.1" {
 	start_socket_activate "$PORT" 127.0.0.1
-	run -0 tcp_script hs-document 127.0.0.1
+	run -0 tcp_script hs-document 127.0.0.1 "$PORT"
 	diff -u <(sed '$d' "$TRANSCRIPTS/hs-document.out") - <<<"$output"
 	grep -q "peer=127.0.0.1:[0-9]* handshake result=ok dialect=document" "$HLOG"
 	grep -q "peer=127.0.0.1:[0-9]* end reason=bye" "$HLOG"
@@ -31,14 +26,14 @@ tcp_script() {
 
 @test "handshake, greeting, unknown command and BYE over TCP on [::1]" {
 	start_socket_activate "$PORT" "[::1]"
-	run -0 tcp_script hs-document ::1
+	run -0 tcp_script hs-document ::1 "$PORT"
 	diff -u <(sed '$d' "$TRANSCRIPTS/hs-document.out") - <<<"$output"
 	grep -q "peer=\[::1\]:[0-9]* handshake result=ok" "$HLOG"
 }
 
 @test "a login and a message with attachments over TCP (IPv4)" {
 	start_socket_activate "$PORT" 127.0.0.1
-	run -0 tcp_script send-attach-doc 127.0.0.1
+	run -0 tcp_script send-attach-doc 127.0.0.1 "$PORT"
 	diff -u <(sed '$d' "$TRANSCRIPTS/send-attach-doc.out") - <<<"$output"
 	[ "$(ls "$MAIL/example.org/bob/Maildir/new" | wc -l)" -eq 1 ]
 }

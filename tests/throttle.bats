@@ -41,17 +41,7 @@ listen6() {
 	SA6=$SA_PID
 }
 
-# tcp NAME HOST PORT: runs tests/transcripts/NAME.in over TCP.
-tcp() {
-	(cd "$TRANSCRIPTS" && timeout 30 usmtp-client --ca "$KEYS/ca.pem" \
-		--script "$TRANSCRIPTS/$1.in" -H "$2" -p "$3")
-}
 
-# golden_tcp NAME: compares $output with NAME.out less the handler's exit
-# status, which a TCP client cannot see.
-golden_tcp() {
-	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/$1.out") - <<<"$output"
-}
 
 # from ADDR NAME [handler options]: runs tests/transcripts/NAME.in over a
 # socket pair, the handler told by REMOTE_ADDR that the peer is ADDR.
@@ -61,12 +51,6 @@ from() {
 	REMOTE_ADDR=$addr client_script "$@"
 }
 
-# golden_any NAME: compares $output with NAME.out, both less the
-# handler's exit status (a TCP client cannot see it, NAME.out may lack it).
-golden_any() {
-	diff -u <(grep -v '^\[handler exit' "$TRANSCRIPTS/$1.out") \
-	    <(grep -v '^\[handler exit' <<<"$output")
-}
 
 # ms: milliseconds of the monotonic clock... of date, good enough here.
 ms() {
@@ -76,9 +60,9 @@ ms() {
 # two_failures HOST PORT: two connections, each with one wrong password
 # and then the right one (210: a good login does not clear the count).
 two_failures() {
-	run -0 tcp login-wrong "$1" "$2"
+	run -0 tcp_script login-wrong "$1" "$2"
 	golden_tcp login-wrong
-	run -0 tcp login-wrong "$1" "$2"
+	run -0 tcp_script login-wrong "$1" "$2"
 	golden_tcp login-wrong
 }
 
@@ -86,10 +70,10 @@ two_failures() {
 	listen4
 	two_failures 127.0.0.1 "$P4"
 	grep -q 'login user=alice@example.org result=fail key=127.0.0.1 failures=2' "$HLOG"
-	run -0 tcp throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
 	golden_tcp throttle-limit
 	grep -q 'login user=alice@example.org result=throttled key=127.0.0.1 failures=3' "$HLOG"
-	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
 	golden_tcp throttle-refused
 	grep -q ' login result=throttled key=127.0.0.1 failures=3$' "$HLOG"
 	grep -q 'end reason=throttled code=510 state=S_COMMAND' "$HLOG"
@@ -102,13 +86,13 @@ two_failures() {
 @test "once the window has passed since the last failure, login works again" {
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
 	golden_tcp throttle-refused
 	# --throttle-window 2: bounded wait, about 2 s
 	local i=0
 	while [ $i -lt 50 ]; do
-		run -0 tcp login-good 127.0.0.1 "$P4"
+		run -0 tcp_script login-good 127.0.0.1 "$P4"
 		[[ $output == *"210 Authentication successful"* ]] && break
 		sleep 0.2; i=$((i + 1))
 	done
@@ -120,10 +104,10 @@ two_failures() {
 	listen4
 	listen6
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
 	golden_tcp throttle-refused
-	run -0 tcp login-good ::1 "$P6"
+	run -0 tcp_script login-good ::1 "$P6"
 	golden_tcp login-good
 	grep -q 'peer=\[::1\]:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
@@ -132,9 +116,9 @@ two_failures() {
 	listen6
 	two_failures ::1 "$P6"
 	grep -q 'login user=alice@example.org result=fail key=::/64 failures=2' "$HLOG"
-	run -0 tcp throttle-limit ::1 "$P6"
+	run -0 tcp_script throttle-limit ::1 "$P6"
 	golden_tcp throttle-limit
-	run -0 tcp throttle-refused ::1 "$P6"
+	run -0 tcp_script throttle-refused ::1 "$P6"
 	golden_tcp throttle-refused
 }
 
@@ -142,9 +126,9 @@ two_failures() {
 	HANDLER="$BASE --throttle-db $T/no-such-dir/throttle.db --throttle-max 1 --throttle-window 60"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp login-good 127.0.0.1 "$P4"
+	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
-	grep -q "error throttle=$T/no-such-dir/throttle.db reason=\"No such file or directory\"" "$HLOG"
+	grep -q "error throttle=$T/no-such-dir/throttle.db op=update reason=\"the directory $T/no-such-dir does not exist; run: install -d -m 0700 -o root -g root $T/no-such-dir\"" "$HLOG"
 	run -1 grep -q 'result=throttled' "$HLOG"
 }
 
@@ -154,9 +138,9 @@ two_failures() {
 	HANDLER="$BASE --throttle-db $TDB --throttle-max 1 --throttle-window 60"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp login-good 127.0.0.1 "$P4"
+	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
-	grep -q "error throttle=$TDB reason=\"not a usmtp throttle file" "$HLOG"
+	grep -q "error throttle=$TDB op=read reason=\"not a usmtp throttle file" "$HLOG"
 	cmp "$TDB" "$T/junk"
 }
 
@@ -176,16 +160,16 @@ two_failures() {
 	local i
 	for i in 1 2 3 4 5; do
 		run -0 from "2001:db8:1:$i::1" login-wrong
-		golden_any login-wrong
+		golden_tcp login-wrong
 	done
 	grep -q 'result=fail key=2001:db8:1:5::/64 failures=1 net=2001:db8:1::/48 net_failures=5 ' "$HLOG"
 	# the sixth failure reaches the /48's limit and ends its session
 	run -0 from "2001:db8:1:6::1" throttle-limit
-	golden_any throttle-limit
+	golden_tcp throttle-limit
 	grep -q 'result=throttled key=2001:db8:1::/48 failures=6' "$HLOG"
 	# a /64 of that /48 that never failed is refused at LOGIN
 	run -0 from "2001:db8:1:ffff::77" throttle-refused
-	golden_any throttle-refused
+	golden_tcp throttle-refused
 	grep -q ' login result=throttled key=2001:db8:1::/48 failures=6$' "$HLOG"
 	run -0 from "2001:db8:2::1" login-good
 	check_golden login-good
@@ -198,10 +182,10 @@ two_failures() {
 		run -0 from "192.0.2.$i" login-wrong
 	done
 	run -0 from 192.0.2.12 throttle-limit
-	golden_any throttle-limit
+	golden_tcp throttle-limit
 	grep -q 'result=throttled key=192.0.2.0/24 failures=12' "$HLOG"
 	run -0 from 192.0.2.200 throttle-refused
-	golden_any throttle-refused
+	golden_tcp throttle-refused
 	run -0 from 192.0.3.1 login-good
 	check_golden login-good
 }
@@ -213,7 +197,7 @@ two_failures() {
 	# is reached, the account has 6 failures
 	for i in 1 2 3 4 5 6; do
 		run -0 from "10.$i.0.1" login-wrong
-		golden_any login-wrong
+		golden_tcp login-wrong
 	done
 	grep -q 'result=fail key=10.6.0.1 failures=1 net=10.6.0.0/24 net_failures=1 account_failures=6' "$HLOG"
 	t0=$(ms)
@@ -262,9 +246,9 @@ two_failures() {
 		run -0 from 192.0.2.1 login-wrong
 		run -0 from 192.0.2.1 login-wrong
 		run -0 from 192.0.2.1 throttle-limit
-		golden_any throttle-limit
+		golden_tcp throttle-limit
 		run -0 from 192.0.2.1 throttle-refused
-		golden_any throttle-refused
+		golden_tcp throttle-refused
 		[ "$(stat -c %s "$TDB")" -eq "$THROTTLE_FILE_BYTES" ]
 		[ "$(grep -c "error throttle=$TDB reason=\"damaged file replaced by an empty one: " "$HLOG")" -eq 1 ]
 	done
@@ -284,15 +268,15 @@ two_failures() {
 	run -0 from 192.0.2.1 login-wrong
 	run -0 from 192.0.2.1 login-good
 	check_golden login-good
-	grep -q "error throttle=$FULL/throttle.db reason=\"No space left on device\"" "$HLOG"
+	grep -q "error throttle=$FULL/throttle.db op=update reason=\"No space left on device\"" "$HLOG"
 	run -0 ls -A "$FULL"
 	[ -z "$output" ]
 	mount -o remount,size=1m "$FULL"
 	run -0 from 192.0.2.1 login-wrong
 	run -0 from 192.0.2.1 throttle-limit
-	golden_any throttle-limit
+	golden_tcp throttle-limit
 	run -0 from 192.0.2.1 throttle-refused
-	golden_any throttle-refused
+	golden_tcp throttle-refused
 	run -0 ls -A "$FULL"
 	[ "$output" = throttle.db ]
 }
@@ -301,7 +285,7 @@ two_failures() {
 	HANDLER="$BASE --throttle-db none --throttle-max 1"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp login-good 127.0.0.1 "$P4"
+	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
 	grep -q 'login user=alice@example.org result=fail$' "$HLOG"
 }
@@ -311,10 +295,10 @@ two_failures() {
 	    "$TDB" >"$T/usmtp.conf"
 	HANDLER="$BASE --config $T/usmtp.conf"
 	listen4
-	run -0 tcp login-wrong 127.0.0.1 "$P4"
-	run -0 tcp throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp_script login-wrong 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
 	golden_tcp throttle-limit
-	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
 	golden_tcp throttle-refused
 	[ -s "$TDB" ]
 }
@@ -337,8 +321,8 @@ lockouts() {
 	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-window 600"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp throttle-refused 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
+	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
 	golden_tcp throttle-refused
 	run -0 --separate-stderr lockouts
 	[[ $output =~ ^address\ 127\.0\.0\.1\ failures=3\ left=(59[0-9]|600)s\ refused$ ]]
@@ -347,7 +331,7 @@ lockouts() {
 	[ -z "$output" ] && [ -z "$stderr" ]
 	run -0 lockouts
 	[ -z "$output" ]
-	run -0 tcp login-good 127.0.0.1 "$P4"
+	run -0 tcp_script login-good 127.0.0.1 "$P4"
 	golden_tcp login-good
 	# nothing left to unlock
 	run -1 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 127.0.0.1
@@ -391,7 +375,7 @@ lockouts() {
 	run -0 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 2001:db8:1:1::99
 	[ "$stderr" = "usmtp-users: 2001:db8:1::/48 is still refused: unlock 2001:db8:1::/48 too" ]
 	run -0 from 2001:db8:1:1::1 throttle-refused
-	golden_any throttle-refused
+	golden_tcp throttle-refused
 	run -0 usmtp-users --throttle-db "$TDB" unlock 2001:db8:1::/48
 	run -0 from 2001:db8:1:1::1 login-good
 	check_golden login-good

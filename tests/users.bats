@@ -308,15 +308,15 @@ setup() {
 	[ ! -e "$DB" ]
 }
 
-@test "list of a missing database fails with 74 and does not create it" {
+@test "list of a missing database fails with 74, says how to make one, and does not create it" {
 	run -74 --separate-stderr users list
-	[ "$stderr" = "usmtp-users: $DB: No such file or directory" ]
+	[ "$stderr" = "usmtp-users: $DB: no such file (usmtp-users init makes an empty users database)" ]
 	[ ! -e "$DB" ]
 }
 
 @test "check against a missing database fails with 74" {
 	run -74 --separate-stderr users check a@b --password-stdin <<<"pw"
-	[ "$stderr" = "usmtp-users: $DB: No such file or directory" ]
+	[ "$stderr" = "usmtp-users: $DB: no such file (usmtp-users init makes an empty users database)" ]
 }
 
 @test "a corrupt database fails with 74" {
@@ -324,6 +324,28 @@ setup() {
 	run -74 --separate-stderr users list
 	[[ $stderr == "usmtp-users: $DB: "* ]]
 	run -74 users add a@b --password-stdin --cost 1 <<<"pw"
+}
+
+@test "a file that is not a users database is called that, not GDBM's bad magic number alone" {
+	head -c 8192 /dev/zero | tr '\0' x >"$DB"
+	run -74 --separate-stderr users list
+	[ "$stderr" = "usmtp-users: $DB: not a users database (GDBM: Bad magic number); check the path, or move the file away and run usmtp-users init" ]
+	run -74 --separate-stderr users add a@b --password-stdin --cost 1 <<<"pw"
+	[[ $stderr == "usmtp-users: $DB: not a users database (GDBM: Bad magic number);"* ]]
+	: >"$DB"
+	run -74 --separate-stderr users list
+	[ "$stderr" = "usmtp-users: $DB: an empty file, not a users database; remove it and run usmtp-users init" ]
+}
+
+@test "a database in a missing directory names the directory, not its lock file" {
+	run -74 --separate-stderr usmtp-users --db "$T/etc/usmtp/users.db" \
+	    add a@b --password-stdin --cost 1 <<<"pw"
+	[ "$stderr" = "usmtp-users: $T/etc/usmtp/users.db: the directory $T/etc/usmtp does not exist; create it first (install -d $T/etc/usmtp)" ]
+	run -74 --separate-stderr usmtp-users --db "$T/etc/usmtp/users.db" init
+	[[ $stderr == *"the directory $T/etc/usmtp does not exist"* ]]
+	run -74 --separate-stderr usmtp-users --db "$T/etc/usmtp/users.db" list
+	[[ $stderr == *"the directory $T/etc/usmtp does not exist"* ]]
+	[ ! -e "$T/etc" ]
 }
 
 @test "--db=FILE works like --db FILE" {

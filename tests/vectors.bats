@@ -10,11 +10,6 @@ setup() {
 	vector_setup
 }
 
-# delivered_in DIR: the messages in DIR/new in delivery order (the Q
-# sequence number of the Maildir name).
-delivered_in() {
-	ls "$1/new" | sort -t Q -k 2n | sed "s|^|$1/new/|"
-}
 
 @test "session-1 of the reference client gets the 40 replies PROTOCOL.md owes it" {
 	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
@@ -28,7 +23,7 @@ delivered_in() {
 @test "session-1 delivers both messages intact, and nothing else" {
 	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
 	md=$MAIL/wp.pl/testprotokolu2/Maildir
-	run -0 delivered_in "$md"
+	run -0 delivered "$md"
 	[ "${#lines[@]}" -eq 2 ]
 	for f in "${lines[@]}"; do $PY "$TOP/tests/mime-check.py" "$f"; done > "$T/mime.txt"
 	diff -u "$TOP/tests/golden/vector-1.mime" "$T/mime.txt"
@@ -39,7 +34,7 @@ delivered_in() {
 
 @test "session-1 attachments decode to note-a.txt and note-b.txt byte for byte" {
 	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
-	f=$(delivered_in "$MAIL/wp.pl/testprotokolu2/Maildir" | head -n 1)
+	f=$(delivered "$MAIL/wp.pl/testprotokolu2/Maildir" | head -n 1)
 	mkdir "$T/att"
 	$PY "$TOP/tests/mime-check.py" "$f" --save "$T/att" >/dev/null
 	cmp "$T/att/1" "$VECTORS/session-1/note-a.txt"

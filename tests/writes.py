@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """writes.py STRACE-OUT KEY.hex -- the reply codes in each write(1, ...)
-of a handler traced with `strace -xx -s 65536 -e trace=write`, one write
+or sendto(1, ...) of a handler traced with `strace -xx -s 65536 -e
+trace=write,sendto`, one write
 per line, decrypted with the session key: shows which replies left
 together (PROTOCOL.md 2, "when replies leave")."""
 import re
@@ -9,7 +10,9 @@ import sys
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 key = bytes.fromhex(open(sys.argv[2]).read().strip())
-pat = re.compile(r'write\(1, "((?:\\x[0-9a-f]{2})*)", \d+\) = (\d+)')
+# write(1, ...) from a pipe's handler, sendto(1, ..., MSG_DONTWAIT...)
+# from a socket's
+pat = re.compile(r'(?:write|sendto)\(1, "((?:\\x[0-9a-f]{2})*)", \d+(?:, [^)]*)?\) = (\d+)')
 for line in open(sys.argv[1]):
     m = pat.search(line)
     if not m:

@@ -4,6 +4,14 @@
 
 load helpers
 
+# with_subject SUBJECT: prints the messages delivered to bob@example.com
+# with that subject; fails when there is none.
+with_subject() {
+	local list
+	list=$(delivered "$MAIL/example.com/bob/Maildir") || return 1
+	[ -n "$list" ] && grep -l -F -x "Subject: $1" $list
+}
+
 
 # send_mail HOST SUBJECT: batch-mode client, alice to bob, body on stdin.
 send_mail() {
@@ -11,15 +19,6 @@ send_mail() {
 	    --ca "$KEYS/ca.pem" -u alice@example.com -t bob@example.com -s "$2"
 }
 
-# delivered SUBJECT: prints the paths of Bob's delivered messages with it.
-delivered() {
-	local f found=1
-	for f in "$MAIL"/example.com/bob/Maildir/new/*; do
-		[ -f "$f" ] && grep -q -F -x "Subject: $1" "$f" &&
-		    { echo "$f"; found=0; }
-	done
-	return $found
-}
 
 setup() {
 	usmtp_setup
@@ -42,14 +41,14 @@ teardown() {
 
 @test "a message sent over IPv4 through xinetd lands in the recipient's Maildir" {
 	run -0 --separate-stderr send_mail 127.0.0.1 "over IPv4" <<<"hello over IPv4"
-	run -0 delivered "over IPv4"
+	run -0 with_subject "over IPv4"
 	[ "${#lines[@]}" -eq 1 ]
 	grep -q -F "hello over IPv4" "${lines[0]}"
 }
 
 @test "a message sent over IPv6 through xinetd lands in the recipient's Maildir" {
 	run -0 --separate-stderr send_mail ::1 "over IPv6" <<<"hello over IPv6"
-	run -0 delivered "over IPv6"
+	run -0 with_subject "over IPv6"
 	[ "${#lines[@]}" -eq 1 ]
 	grep -q -F "hello over IPv6" "${lines[0]}"
 }
@@ -97,8 +96,8 @@ teardown() {
 	send alice-pw
 	send BYE
 	EOS
-	run -0 --separate-stderr timeout 30 usmtp-client --script "$T/script" \
-	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem"
+	run -0 --separate-stderr timeout 30 usmtp-script \
+	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" "$T/script"
 	diff -u - <(printf '%s\n' "$output") <<-\EOX
 	201 ssl valid
 	202 algos valid
@@ -114,5 +113,5 @@ teardown() {
 	USMTP_PASSWORD=wrong run -77 --separate-stderr timeout 30 usmtp-client \
 	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" -u alice@example.com \
 	    -t bob@example.com -s "wrong password" <<<"never"
-	run -1 delivered "wrong password"
+	run -1 with_subject "wrong password"
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz-frame -- libFuzzer target for crypto.c's frame reader
- * (PROTOCOL.md 2, 3): frame_read() of every frame kind with a few limits,
+ * (usmtp(7), Framing and Handshake): frame_read() of every frame kind with a few limits,
  * and frame_read_counted(), over arbitrary bytes, with and without a key.
  * Every frame read back is written out again with frame_write() and read
  * a second time: what comes back must be what went in.

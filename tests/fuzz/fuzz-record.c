@@ -24,12 +24,13 @@
 #include <openssl/evp.h>
 
 #include "usmtp.h"
+#include "tests/unit/noise-pair.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const size_t limits[] = { 16, FRAME_MAX_BYTES, 70000, 300000 };
 static struct noise_cipher tx, rx;	/* one pair, reset per input */
-static unsigned char	 spriv[32], spub[32];
+static unsigned char	 spriv[NOISE_DH_BYTES];
 
 static void	setup(void);
 static int	count_sink(void *arg, const unsigned char *p, size_t len);
@@ -37,38 +38,11 @@ static int	count_sink(void *arg, const unsigned char *p, size_t len);
 static void
 setup(void)
 {
-	struct noise_hs	*hi, *hr;
-	unsigned char	 m[256], pl[64];
-	struct noise_cipher a, b;
-	EVP_PKEY	*k;
-	const char	*why;
-	size_t		 ml, pll;
+	struct noise_cipher	a, b;
 
-	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL ||
-	    noise_pkey_private(k, spriv, &why) == -1 ||
-	    noise_pkey_public(k, spub, &why) == -1)
-		abort();
-	EVP_PKEY_free(k);
-	hi = noise_hs_new(1, (const unsigned char *)"f", 1, NULL, spub, NULL,
-	    &why);
-	hr = noise_hs_new(0, (const unsigned char *)"f", 1, spriv, NULL, NULL,
-	    &why);
-	memset(&a, 0, sizeof(a));
-	memset(&b, 0, sizeof(b));
-	if (hi == NULL || hr == NULL ||
-	    noise_hs_write_message(hi, (const unsigned char *)"x", 1, m,
-	    sizeof(m), &ml, &why) == -1 ||
-	    noise_hs_read_message(hr, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
-	    noise_hs_write_message(hr, (const unsigned char *)"y", 1, m,
-	    sizeof(m), &ml, &why) == -1 ||
-	    noise_hs_read_message(hi, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
-	    noise_hs_split(hi, &tx, &a, NULL, &why) == -1 ||
-	    noise_hs_split(hr, &b, &rx, NULL, &why) == -1)
-		abort();
+	noise_pair(&tx, &a, &b, &rx, spriv);
 	noise_cipher_clear(&a);
 	noise_cipher_clear(&b);
-	noise_hs_free(hi);
-	noise_hs_free(hr);
 }
 
 static int

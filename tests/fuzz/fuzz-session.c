@@ -1,6 +1,6 @@
 /*
  * fuzz-session -- libFuzzer target for a whole usmtp-handler session
- * after the key exchange (PROTOCOL.md 4-7), in-process: the handler is
+ * after the key exchange (usmtp(7), from Greeting and commands on), in-process: the handler is
  * built with -DUSMTP_FUZZ (main is usmtp_handler_main, the one exit
  * longjmps back here, the session key is USMTP_FUZZ_KEY).
  *
@@ -87,7 +87,7 @@ put(struct out *o, const void *p, size_t n)
 	o->len += n;
 }
 
-/* text padded with 1..16 spaces (PROTOCOL.md 2), encrypted, then term. */
+/* text padded with 1..16 spaces (usmtp(7), Framing), encrypted, then term. */
 static void
 put_enc(struct out *o, const unsigned char *p, size_t n, const char *term)
 {

@@ -208,7 +208,7 @@ test_db(void)
 
 	snprintf(db, sizeof(db), "%s/users.db", dir);
 	udb = auth_open(db, &why);
-	ok(udb == NULL && why != NULL && strstr(why, "No such file") != NULL,
+	ok(udb == NULL && why != NULL && strstr(why, "no such file") != NULL,
 	    "missing database: %s", why ? why : "(no reason)");
 	ok(stat(db, &st) == -1 && errno == ENOENT,
 	    "opening a missing database does not create it");

@@ -16,6 +16,7 @@
 
 #include "usmtp.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/noise-pair.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
 
@@ -28,7 +29,7 @@ static int	count_sink(void *arg, const unsigned char *p, size_t len);
 static int	keep_sink(void *arg, const unsigned char *p, size_t len);
 static void	content_tests(void);
 static void	write_deadline_tests(void);
-static void	noise_pair(struct frameio *a, struct frameio *b);
+static void	secure_pair(struct frameio *a, struct frameio *b);
 static void	secure_tests(void);
 
 /* What a content sink received. */
@@ -459,41 +460,12 @@ write_deadline_tests(void)
  * ciphers of a real Noise handshake done in memory.
  */
 static void
-noise_pair(struct frameio *a, struct frameio *b)
+secure_pair(struct frameio *a, struct frameio *b)
 {
-	struct noise_hs		*hi, *hr;
 	struct noise_cipher	 itx, irx, rtx, rrx;
-	unsigned char		 spriv[32], spub[32], m[256], pl[64];
-	EVP_PKEY		*k;
-	const char		*why;
-	size_t			 ml, pll;
 	int			 sv[2];
 
-	if ((k = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL ||
-	    noise_pkey_private(k, spriv, &why) == -1 ||
-	    noise_pkey_public(k, spub, &why) == -1)
-		exit(2);
-	EVP_PKEY_free(k);
-	hi = noise_hs_new(1, (const unsigned char *)"p", 1, NULL, spub, NULL,
-	    &why);
-	hr = noise_hs_new(0, (const unsigned char *)"p", 1, spriv, NULL, NULL,
-	    &why);
-	memset(&itx, 0, sizeof(itx));
-	memset(&irx, 0, sizeof(irx));
-	memset(&rtx, 0, sizeof(rtx));
-	memset(&rrx, 0, sizeof(rrx));
-	if (hi == NULL || hr == NULL ||
-	    noise_hs_write_message(hi, (const unsigned char *)"x", 1, m,
-	    sizeof(m), &ml, &why) == -1 ||
-	    noise_hs_read_message(hr, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
-	    noise_hs_write_message(hr, (const unsigned char *)"y", 1, m,
-	    sizeof(m), &ml, &why) == -1 ||
-	    noise_hs_read_message(hi, m, ml, pl, sizeof(pl), &pll, &why) == -1 ||
-	    noise_hs_split(hi, &itx, &irx, NULL, &why) == -1 ||
-	    noise_hs_split(hr, &rtx, &rrx, NULL, &why) == -1)
-		exit(2);
-	noise_hs_free(hi);
-	noise_hs_free(hr);
+	noise_pair(&itx, &irx, &rtx, &rrx, NULL);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
 		exit(2);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
@@ -524,7 +496,7 @@ secure_tests(void)
 	for (j = 0; j < sizeof(big); j++)
 		big[j] = (unsigned char)(j * 13 + j / 4093);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		noise_pair(&a, &b);
+		secure_pair(&a, &b);
 		if (fork() == 0) {
 			r = frame_write(&a, FT_CIPHER, big, sizes[i]);
 			_exit(r == 0 && frame_flush(&a) == 0 ? 0 : 1);
@@ -547,7 +519,7 @@ secure_tests(void)
 		static const size_t	csz[] = { 0, 1, 65518, 65519,
 		    10 * 1024 * 1024 + 1 };
 
-		noise_pair(&a, &b);
+		secure_pair(&a, &b);
 		n = frame_content_length(&a, csz[i], FPAD_ALWAYS);
 		ok(n == csz[i], "secure content length of %zu is %llu",
 		    csz[i], (unsigned long long)n);
@@ -578,14 +550,14 @@ secure_tests(void)
 	close(fd);
 
 	/* content that does not match its announced length */
-	noise_pair(&a, &b);
+	secure_pair(&a, &b);
 	frame_write(&a, FT_CIPHER, "12345", 5);
 	frame_flush(&a);
 	r = frame_read_content(&b, 4, -1, count_sink, &sum);
 	ok(r == FR_BADFRAME, "secure content longer than announced is bad");
 	frame_free(&a);
 	frame_free(&b);
-	noise_pair(&a, &b);
+	secure_pair(&a, &b);
 	frame_write(&a, FT_CIPHER, "123", 3);
 	frame_flush(&a);
 	r = frame_read_content(&b, 4, -1, count_sink, &sum);
@@ -594,7 +566,7 @@ secure_tests(void)
 	frame_free(&b);
 
 	/* a frame over the limit is refused while it arrives */
-	noise_pair(&a, &b);
+	secure_pair(&a, &b);
 	frame_write(&a, FT_CIPHER, big, 65518);		/* first record */
 	frame_flush(&a);
 	r = frame_read(&b, FT_CIPHER, 4096, &data, &len);
@@ -608,7 +580,7 @@ secure_tests(void)
 		unsigned char	 rec[64];
 		size_t		 rl;
 
-		noise_pair(&a, &b);
+		secure_pair(&a, &b);
 		frame_write(&a, FT_CIPHER, "BYE", 3);
 		rl = a.outlen;
 		memcpy(rec, a.out, rl);
@@ -634,7 +606,7 @@ secure_tests(void)
 		unsigned char	 r1[64], r2[64];
 		size_t		 l1, l2;
 
-		noise_pair(&a, &b);
+		secure_pair(&a, &b);
 		frame_write(&a, FT_CIPHER, "one", 3);
 		l1 = a.outlen;
 		memcpy(r1, a.out, l1);

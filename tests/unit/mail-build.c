@@ -7,7 +7,8 @@
  *     [-T SECONDS]) [-H HOST] [-P PEER] [-I ID] [-c CHUNK] [-A]
  *
  * SUBJECT and NAME take C escapes (\n \r \t \\ \0 \xHH) so that tests can
- * pass bytes argv cannot hold.  -A aborts instead of committing.  Prints
+ * pass bytes argv cannot hold.  -T takes a fraction too (0.5).  -A
+ * aborts instead of committing.  Prints
  * "WHERE SIZE" on success; on failure the reason on stderr, exit 1.
  */
 #include <sys/types.h>
@@ -93,8 +94,8 @@ slurp(const char *path, size_t *len)
 int
 main(int argc, char *argv[])
 {
-	struct mail_conf conf = { NULL, NULL, 30, "test.example", "[127.0.0.1]",
-	    "0123456789abcdef" };
+	struct mail_conf conf = { NULL, NULL, 30000, "test.example",
+	    "[127.0.0.1]", "0123456789abcdef" };
 	struct mail	*m;
 	const char	*sender = NULL, *rcpt = NULL, *why = "", *rmd = "";
 	const char	*files[MAX_FILES];
@@ -137,7 +138,10 @@ main(int argc, char *argv[])
 		case 'm': conf.maildir = optarg; break;
 		case 'r': rmd = optarg; break;
 		case 'S': conf.sendmail = optarg; break;
-		case 'T': conf.sendmail_timeout = atoi(optarg); break;
+		case 'T':
+			conf.sendmail_timeout_ms = (long)(strtod(optarg, NULL)
+			    * 1000);
+			break;
 		case 'H': conf.hostname = optarg; break;
 		case 'P': conf.peer = optarg; break;
 		case 'I': conf.session_id = optarg; break;
