@@ -38,11 +38,6 @@ conf() {
 	chmod 600 "$CONF"
 }
 
-# delivered: the messages in bob's Maildir.
-delivered() {
-	ls "$MAIL"/example.org/bob/Maildir/new/ 2>/dev/null | wc -l
-}
-
 @test "with the file in \$XDG_CONFIG_HOME, a recipient and a subject are all it takes" {
 	listen
 	conf "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
@@ -50,7 +45,7 @@ delivered() {
 	run -0 --separate-stderr timeout 60 usmtp-client -s configured \
 		bob@example.org <<<"body"
 	[ -z "$stderr" ]
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q '^Subject: configured' "$MAIL"/example.org/bob/Maildir/new/*
 	grep -q 'login user=alice@example.org result=ok' "$HLOG"
 }
@@ -67,7 +62,7 @@ delivered() {
 	conf "host 127.0.0.1" "port $PORT" "ca ~/ca.pem" \
 		"user alice@example.org" "password-file ~/pw"
 	run -0 --separate-stderr timeout 60 usmtp-client -s home bob@example.org <<<"b"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 }
 
 @test "accounts: defaults inherited, 'default' chosen, -A and --account pick another, -v names it" {
@@ -87,7 +82,7 @@ delivered() {
 	run -0 --separate-stderr timeout 60 usmtp-client -A carol -s two bob@example.org <<<"2"
 	run -0 --separate-stderr timeout 60 usmtp-client --account carol -s three bob@example.org <<<"3"
 	[ "$(grep -c 'login user=carol@example.org result=ok' "$HLOG")" -eq 2 ]
-	[ "$(delivered)" -eq 3 ]
+	[ "$(delivered_count)" -eq 3 ]
 }
 
 @test "without an account named default the first account is used" {
@@ -124,7 +119,7 @@ delivered() {
 	conf "host 192.0.2.1"
 	run -0 --separate-stderr timeout 60 usmtp-client --config "$T/other.conf" \
 		-s other bob@example.org <<<"b"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	run -78 --separate-stderr usmtp-client --config "$T/none.conf" \
 		-s x bob@example.org <<<"b"
 	[ "$stderr" = "usmtp-client: $T/none.conf: No such file or directory" ]
@@ -182,7 +177,7 @@ delivered() {
 	run -0 --separate-stderr timeout 60 usmtp-client -s cmd \
 		--exec "exec $HANDLER 2>>$HLOG" bob@example.org <<<"b"
 	grep -q 'login user=alice@example.org result=ok' "$HLOG"
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 }
 
 @test "a password command that fails: 66, the file named, nothing sent" {
@@ -224,7 +219,7 @@ delivered() {
 	USMTP_PASSWORD="wrong" run -0 --separate-stderr timeout 60 \
 		usmtp-client --password-file "$T/pw" -s file \
 		--exec "exec $HANDLER 2>>$HLOG" bob@example.org <<<"b"
-	[ "$(delivered)" -eq 2 ]
+	[ "$(delivered_count)" -eq 2 ]
 }
 
 @test "the file's secure, dialect and timeout are used" {

@@ -22,11 +22,6 @@ ref() {
 		--exec "exec $REF 2>>$HLOG" bob@example.org
 }
 
-# delivered: the messages in bob's Maildir.
-delivered() {
-	ls "$MAIL"/example.org/bob/Maildir/new/ 2>/dev/null | wc -l
-}
-
 @test "by default the client reconnects twice and the third connection, in the reference spelling, delivers" {
 	run -0 --separate-stderr ref -v <<<"through the reference dialect"
 	diff -u - "$T/offers.log" <<-'EOF'
@@ -40,7 +35,7 @@ delivered() {
 	[[ $stderr == *"trying again with a new connection: USMTP 1.0, reference dialect"* ]]
 	[[ $stderr == *"usmtp-client: USMTP 1.0, reference dialect"* ]]
 	[[ $stderr == *"this session is protected by USMTP 1.0 only"* ]]
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 	grep -q 'handshake result=ok dialect=reference security=1.0' "$HLOG"
 }
 
@@ -65,13 +60,13 @@ delivered() {
 	[ "$(wc -l <"$T/offers.log")" -eq 1 ]
 	grep -qx 'offer: support asymetric-rsa-2048 symetric-aes-256-ecb?' "$T/offers.log"
 	[[ $stderr == *"usmtp-client: USMTP 1.0, reference dialect"* ]]
-	[ "$(delivered)" -eq 1 ]
+	[ "$(delivered_count)" -eq 1 ]
 }
 
 @test "--dialect document against the reference server fails with 69 and says why" {
 	run -69 --separate-stderr ref --secure off --dialect document <<<"no"
 	[ "$stderr" = "usmtp-client: algorithms refused: the server refused the algorithms line (502) (--dialect document)" ]
-	[ "$(delivered)" -eq 0 ]
+	[ "$(delivered_count)" -eq 0 ]
 }
 
 @test "--dialect reference against our handler works too: it takes every spelling" {

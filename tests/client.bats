@@ -442,7 +442,7 @@ keys() {
 	# help never reached the server (it would have answered 300)
 	! grep -q 'reply code=300' "$HLOG"
 	grep -q 'end reason=bye state=S_COMMAND' "$HLOG"
-	run -0 mail_parts "$(bob_messages)"
+	run -0 mail_parts "$(the_message)"
 	[ "${lines[3]}" = "body: 'first body line\\nsecond body line\\n'" ]
 }
 

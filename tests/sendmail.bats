@@ -100,9 +100,9 @@ build() {
 	EOF
 }
 
-# delivered FILE: what Python's email package finds in a delivered
+# parts_of FILE: what Python's email package finds in a delivered
 # message, in build()'s $T/expect format.
-delivered() {
+parts_of() {
 	$PY - "$1" <<-'EOF'
 	import email, email.policy, hashlib, sys
 	m = email.message_from_binary_file(open(sys.argv[1], "rb"),
@@ -126,7 +126,7 @@ delivered() {
 	run -0 --separate-stderr "$SM" -i bob@example.org <"$T/msg"
 	[ -z "$stderr" ]
 	[ "$(got bob)" -eq 1 ]
-	diff -u "$T/expect" <(delivered "$MAIL"/example.org/bob/Maildir/new/*)
+	diff -u "$T/expect" <(parts_of "$MAIL"/example.org/bob/Maildir/new/*)
 }
 
 @test "-t: To, Cc and Bcc each get the message once, and the Bcc address shows to nobody" {
@@ -229,7 +229,7 @@ delivered() {
 	ln -s "$TOP/usmtp-client" "$T/bin/sendmail"
 	run -0 --separate-stderr "$T/bin/sendmail" -t -oi <"$T/msg"
 	[ "$(got bob)" -eq 2 ]
-	diff -u "$T/expect" <(delivered "$(ls "$MAIL"/example.org/bob/Maildir/new/* | head -n 1)")
+	diff -u "$T/expect" <(parts_of "$(ls "$MAIL"/example.org/bob/Maildir/new/* | head -n 1)")
 }
 
 @test "a server that cannot be reached: 75, as sendmail's callers expect for 'try later'" {
@@ -245,6 +245,6 @@ delivered() {
 	listen
 	printf 'From: alice@example.org\r\nTo: bob@example.org\r\nSubject: plain\r\n\r\nline one\r\nline two\r\n' >"$T/plain"
 	run -0 --separate-stderr "$SM" -t <"$T/plain"
-	run -0 delivered "$MAIL"/example.org/bob/Maildir/new/*
+	run -0 parts_of "$MAIL"/example.org/bob/Maildir/new/*
 	[ "$output" = $'subject: plain\nbody: \'line one\\nline two\\n\'' ]
 }
