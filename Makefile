@@ -46,7 +46,8 @@ PROGS	= usmtp-handler usmtp-client usmtp-users
 # what each program is made of (README, Source layout)
 HANDLER_OBJS = usmtp-handler.o frame.o crypto.o auth.o mailer.o throttle.o \
 	  util.o noise.o proxy.o check.o replay.o limit.o
-CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o
+CLIENT_OBJS = usmtp-client.o dial.o frame.o crypto.o util.o noise.o \
+	  clientconf.o msgin.o
 USERS_OBJS = usmtp-users.o auth.o crypto.o util.o throttle.o
 # unit tests run by "make check"; test drivers used by the bats suites,
 # never installed: tests/usmtp-script is the protocol test harness
@@ -249,6 +250,9 @@ SUBST	= sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
 INST_SBIN = usmtp-handler usmtp-users
 INST_BIN = usmtp-client
 INST_MAN1 = man/usmtp-client.1
+# symbolic links: the sendmail interface is usmtp-client by another name
+INST_BIN_LINKS = usmtp-sendmail=usmtp-client
+INST_MAN1_LINKS = usmtp-sendmail.1=usmtp-client.1
 INST_MAN7 = man/usmtp.7
 INST_MAN8 = man/usmtp-handler.8 man/usmtp-users.8
 INST_UNITS = systemd/usmtp.socket systemd/usmtp@.service
@@ -271,6 +275,12 @@ install: all
 	install -m 0755 $(INST_SBIN) $(DESTDIR)$(SBINDIR)/
 	install -m 0755 $(INST_BIN) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(INST_MAN1) $(DESTDIR)$(MANDIR)/man1/
+	for l in $(INST_BIN_LINKS); do \
+	    ln -sf $${l#*=} $(DESTDIR)$(BINDIR)/$${l%%=*} || exit 1; \
+	done
+	for l in $(INST_MAN1_LINKS); do \
+	    ln -sf $${l#*=} $(DESTDIR)$(MANDIR)/man1/$${l%%=*} || exit 1; \
+	done
 	install -m 0644 $(INST_MAN7) $(DESTDIR)$(MANDIR)/man7/
 	install -m 0644 $(INST_MAN8) $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(INST_UNITS) $(DESTDIR)$(UNITDIR)/
@@ -282,6 +292,10 @@ install: all
 uninstall:
 	for f in $(INST_SBIN); do rm -f $(DESTDIR)$(SBINDIR)/$$f; done
 	for f in $(INST_BIN); do rm -f $(DESTDIR)$(BINDIR)/$$f; done
+	for l in $(INST_BIN_LINKS); do rm -f $(DESTDIR)$(BINDIR)/$${l%%=*}; done
+	for l in $(INST_MAN1_LINKS); do \
+	    rm -f $(DESTDIR)$(MANDIR)/man1/$${l%%=*}; \
+	done
 	for f in $(notdir $(INST_MAN1)); do rm -f $(DESTDIR)$(MANDIR)/man1/$$f; done
 	for f in $(notdir $(INST_MAN7)); do rm -f $(DESTDIR)$(MANDIR)/man7/$$f; done
 	for f in $(notdir $(INST_MAN8)); do rm -f $(DESTDIR)$(MANDIR)/man8/$$f; done

@@ -494,6 +494,7 @@ frame_read(struct frameio *io, enum ftype type, size_t max,
 		return FR_ERROR;
 	io->inoff += paylen + termlen;
 	io->inlen -= paylen + termlen;
+	io->rxbytes += paylen + termlen;
 	if (io->inlen == 0)
 		io->inoff = 0;
 	*data = io->plain;
@@ -537,6 +538,8 @@ record_next(struct frameio *io, long deadline, unsigned char **p,
 	in += REC_LEN_BYTES;
 	io->inoff += REC_LEN_BYTES + rl;
 	io->inlen -= REC_LEN_BYTES + rl;
+	io->rxbytes += REC_LEN_BYTES + rl;
+	io->rxrecords++;
 	if (!io->noise) {
 		*p = in;	/* valid until the next fill: none comes */
 		*len = rl;
@@ -668,6 +671,7 @@ frame_read_counted(struct frameio *io, uint64_t n,
 			return FR_ERROR;
 		io->inoff += take;
 		io->inlen -= take;
+		io->rxbytes += take;
 		if (io->inlen == 0)
 			io->inoff = 0;
 		n -= take;

@@ -272,6 +272,9 @@ struct frameio {
 	int		 drain;		/* read input while waiting to write */
 	int		 wsock;		/* wfd is a socket */
 	int		 timedout;	/* a wait ran out of time */
+	uint64_t	 rxbytes;	/* input bytes taken by frames so far */
+	uint64_t	 rxrecords;	/* ... and records (secure mode): the
+					 * client's -vv tells them per frame */
 	const sigset_t	*waitmask;	/* signal mask while waiting, or NULL */
 	volatile sig_atomic_t *stop;	/* when set: waits end, FR_INTR */
 	const char	*why;		/* reason for the last failure */

@@ -9,6 +9,7 @@ load helpers
 setup() {
 	usmtp_setup
 	printf 'correct horse\n' >"$T/pw"
+	chmod 600 "$T/pw"
 	FAKE="$PY $TOP/tests/fake-server.py $KEYS/server.key $KEYS/server.pem"
 }
 
@@ -40,7 +41,7 @@ no_escapes() {
 		"'401 \\x1b[31mWrong\\x1b[0m'"
 	no_escapes "$stderr"
 	[[ $stderr == *'server said: 401 \x1b[31mWrong\x1b[0m'* ]]
-	[[ $stderr == *'server: 401 \x1b[31mWrong\x1b[0m'* ]]
+	[[ $stderr == *'<- 401 \x1b[31mWrong\x1b[0m'* ]]
 }
 
 @test "a server that stops reading cannot hold the client past --timeout" {

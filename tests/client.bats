@@ -14,6 +14,7 @@ setup() {
 	add_user alice@example.org "correct horse"
 	add_user bob@example.org bob-pw
 	printf 'correct horse\n' > "$T/pw"
+	chmod 600 "$T/pw"
 	printf 'body\n' > "$T/body"
 	unset USMTP_PASSWORD
 	SA_PID=
@@ -233,8 +234,12 @@ keys() {
 	[[ $stderr == *"recipient unknown"* ]]
 }
 
-@test "a recipient with bad syntax exits 65" {
-	run -65 --separate-stderr batch -t not-an-address -s x < "$T/body"
+@test "a recipient the server finds malformed (301) exits 65, without BYE" {
+	run -65 --separate-stderr batch -s x bob@exa_mple.org < "$T/body"
+	[ "$stderr" = "usmtp-client: bob@exa_mple.org: bad address syntax: server said: 301 Wrong e-mail syntax" ]
+	# the server waited for another address: BYE would have been one
+	! grep -q 'mail to: BYE\|rcpt.*BYE' "$HLOG"
+	grep -q 'end reason=eof' "$HLOG"
 }
 
 @test "six attachments exit 64 before anything starts" {
@@ -289,9 +294,9 @@ keys() {
 	[[ $stderr == *"CA file /nonexistent"* ]]
 }
 
-@test "no server listening exits 69" {
+@test "no server listening exits 75, as msmtp does: a queue may try again" {
 	port=$(free_port)
-	run -69 --separate-stderr timeout 30 usmtp-client \
+	run -75 --separate-stderr timeout 30 usmtp-client \
 		-H 127.0.0.1 -p "$port" --ca "$KEYS/ca.pem" -u alice@example.org \
 		--password-file "$T/pw" -t bob@example.org < "$T/body"
 	[[ $stderr == *"cannot connect"* ]]
@@ -405,4 +410,64 @@ keys() {
 	wait_screen '^EXIT='
 	screen | grep -q 'big .*100%'
 	screen | grep -q '^EXIT=0'
+}
+
+@test "interactive: the address in brackets, taken on Enter; help answered locally; body lines without a prompt" {
+	tmux_start "usmtp-client --ca $KEYS/ca.pem -u alice@example.org --exec 'exec $HANDLER 2>>$HLOG'"
+	wait_screen '^Command:'
+	keys help Enter
+	wait_screen 'answered by usmtp-client, not the server'
+	keys LOGIN Enter
+	wait_screen '^E-mail address \[alice@example.org\]:$'
+	keys Enter
+	wait_screen 'Password for alice@example.org:'
+	keys 'correct horse' Enter
+	wait_screen 'server: 210 '
+	keys 'SEND MAIL' Enter
+	wait_screen '^To:'
+	keys bob@example.org Enter
+	wait_screen '^Subject:'
+	keys 'no prompts' Enter
+	wait_screen 'end it with a line'
+	keys 'first body line' Enter 'second body line' Enter . Enter
+	wait_screen 'Number of attachments \(0-5\) \[0\]:'
+	keys Enter
+	wait_screen 'server: 220 '
+	keys BYE Enter
+	wait_screen '^EXIT=0'
+	# the body's lines as typed, no ": " before them
+	screen | grep -qx 'first body line'
+	screen | grep -qx 'second body line'
+	! screen | grep -q '^: '
+	# help never reached the server (it would have answered 300)
+	! grep -q 'reply code=300' "$HLOG"
+	grep -q 'end reason=bye state=S_COMMAND' "$HLOG"
+	run -0 mail_parts "$(the_message)"
+	[ "${lines[3]}" = "body: 'first body line\\nsecond body line\\n'" ]
+}
+
+@test "interactive: the configured password once for the configured address, then the terminal" {
+	mkdir -p "$T/xdg/usmtp"
+	printf 'not it\n' >"$T/wrong"
+	chmod 600 "$T/wrong"
+	printf '%s\n' "ca $KEYS/ca.pem" "user alice@example.org" \
+		"password-file $T/wrong" >"$T/xdg/usmtp/client.conf"
+	chmod 600 "$T/xdg/usmtp/client.conf"
+	tmux_start "XDG_CONFIG_HOME=$T/xdg usmtp-client --exec 'exec $HANDLER 2>>$HLOG'"
+	wait_screen '^Command:'
+	keys LOGIN Enter
+	wait_screen '^E-mail address \[alice@example.org\]:'
+	keys Enter
+	# the file's password, wrong: 401, then the address again
+	wait_screen 'server: 401 '
+	wait_screen 'server: 111 '
+	keys Enter
+	wait_screen 'Password for alice@example.org:'
+	keys Enter
+	wait_screen 'An empty password is never sent'
+	keys 'correct horse' Enter
+	wait_screen 'server: 210 '
+	keys BYE Enter
+	wait_screen '^EXIT=0'
+	[ "$(grep -c 'login user=alice@example.org result=fail' "$HLOG")" -eq 1 ]
 }

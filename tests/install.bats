@@ -37,11 +37,24 @@ do_install() {
 	diff -u "$T/expect" "$T/actual"
 }
 
-@test "make install installs nothing into /etc and nothing but regular files and directories" {
+@test "make install installs nothing into /etc and nothing but regular files, directories and the sendmail links" {
 	do_install
 	[ ! -e "$D/etc" ]
-	run -0 find "$D" ! -type f ! -type d
+	run -0 find "$D" ! -type f ! -type d ! -type l
 	[ -z "$output" ]
+}
+
+@test "make install links usmtp-sendmail and its page to usmtp-client, relative, in the same directories" {
+	do_install
+	(cd "$D" && find . -type l -printf '%p -> %l\n' | sort) >"$T/actual"
+	cat >"$T/expect" <<-\EOF
+	./usr/bin/usmtp-sendmail -> usmtp-client
+	./usr/share/man/man1/usmtp-sendmail.1 -> usmtp-client.1
+	EOF
+	diff -u "$T/expect" "$T/actual"
+	# the link works: the program knows it is the sendmail interface
+	run -64 "$D/usr/bin/usmtp-sendmail" -bp
+	[[ $output == *"usmtp-sendmail: -bp: only -bm"* ]]
 }
 
 @test "installed programs are mode 0755 and everything else 0644" {

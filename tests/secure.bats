@@ -11,6 +11,7 @@ setup() {
 	usmtp_setup
 	add_test_users
 	printf 'correct horse\n' >"$T/pw"
+	chmod 600 "$T/pw"
 	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	SA_PID=
 }
