@@ -83,30 +83,34 @@ static int	 record_queue(struct frameio *io, const unsigned char *p,
 
 /*
  * Polls pfd[0..n), at most idle_ms and never past deadline (both <= 0:
- * no limit), with io->waitmask as the signal mask meanwhile.  1 ready, 0
- * timed out, -1 error, -2 interrupted (*io->stop set by a signal).
+ * no limit) nor past io->deadline_ms, with io->waitmask as the signal
+ * mask meanwhile; io->tick, if set, is called every io->tick_ms of the
+ * wait (it may move io->deadline_ms).  1 ready, 0 timed out, -1 error,
+ * -2 interrupted (*io->stop set by a signal).
  */
 static int
 wait_fds(struct frameio *io, struct pollfd *pfd, int n, long deadline,
     int idle_ms)
 {
 	struct timespec	 ts, *tsp;
-	long		 left, ms;
+	long		 now = clock_ms(), end = -1, ms;
 	int		 i, r;
 
+	if (idle_ms > 0)
+		end = now + idle_ms;
 	for (;;) {
 		if (io->stop != NULL && *io->stop)
 			return -2;
-		ms = idle_ms > 0 ? idle_ms : -1;
-		if (deadline > 0) {
-			/* Past the deadline we still take what is already
-			 * there (poll with 0), but wait no more. */
-			left = deadline - clock_ms();
-			if (left < 0)
-				left = 0;
-			if (ms < 0 || left < ms)
-				ms = left;
-		}
+		if (deadline > 0 && (end < 0 || deadline < end))
+			end = deadline;
+		if (io->deadline_ms > 0 && (end < 0 || io->deadline_ms < end))
+			end = io->deadline_ms;
+		/* Past the end we still take what is already there (poll
+		 * with 0), but wait no more. */
+		ms = end < 0 ? -1 : end > now ? end - now : 0;
+		if (io->tick != NULL && io->tick_ms > 0 &&
+		    (ms < 0 || ms > io->tick_ms))
+			ms = io->tick_ms;
 		tsp = NULL;
 		if (ms >= 0) {
 			ts.tv_sec = ms / 1000;
@@ -121,10 +125,13 @@ wait_fds(struct frameio *io, struct pollfd *pfd, int n, long deadline,
 		r = ppoll(pfd, (nfds_t)n, tsp, io->waitmask);
 		if (r > 0)
 			return 1;
-		if (r == 0)
-			return 0;
-		if (errno != EINTR)
+		if (r == -1 && errno != EINTR)
 			return -1;
+		now = clock_ms();
+		if (r == 0 && end >= 0 && now >= end)
+			return 0;
+		if (r == 0 && io->tick != NULL)
+			io->tick(io->tick_arg);
 	}
 }
 

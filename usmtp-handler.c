@@ -67,6 +67,10 @@ jmp_buf		usmtp_fuzz_jmp;
 #define DEF_REPLAY_DB	"/var/lib/usmtp/replay.db"
 #define DEF_SLOT_FILE	"/var/lib/usmtp/slots"
 #define DEF_MAX_KDF	-1		/* KDF runs at once: the CPU count */
+#define DEF_MAX_SESSIONS 64		/* usmtp.socket's MaxConnections */
+#define DEF_STRESS_SEC	10		/* login deadline under stress */
+#define STRESS_TICK_MS	1000		/* how often a waiting session
+					 * looks at the load */
 #define NOISE_HS_MAX_BYTES 4144		/* a handshake message: key, a
 					 * command-sized payload, tag */
 #define SECURE_ALGOS	"noise-nk-25519-aesgcm-sha256"
@@ -107,6 +111,8 @@ struct conf {
 	const char	*replay_db;	/* NULL: no replay cache */
 	const char	*slot_file;	/* NULL: no host-wide slots */
 	long		 max_kdf;	/* KDF runs at once, 0 any, -1 CPUs */
+	unsigned	 max_sessions;	/* session slots, 0: no stress mode */
+	long		 stress_timeout;	/* seconds, 0: no stress mode */
 };
 
 /* One SEND MAIL transaction; rolled back unless it ends in 220. */
@@ -131,6 +137,8 @@ struct session {
 					 * attachment content (usmtp(7),
 					 * Attachments) */
 	int		 secure;	/* secure mode (usmtp(7), SECURE MODE) */
+	unsigned	 stressed;	/* sessions busy when stress mode cut
+					 * this one short, else 0 */
 	char		 user[ADDR_MAX + 1];	/* "" until 210 */
 	char		 addr[ADDR_MAX + 1];	/* address being logged in */
 	int		 nerrors;	/* 301s + 401s of the login dialog */
@@ -149,7 +157,8 @@ struct session {
 	.throttle_db = DEF_THROTTLE_DB, .throttle_max = DEF_THROTTLE_MAX, \
 	.throttle_window = DEF_THROTTLE_SEC, .login_timeout = DEF_LOGIN_SEC, \
 	.replay_db = DEF_REPLAY_DB, .slot_file = DEF_SLOT_FILE, \
-	.max_kdf = DEF_MAX_KDF, \
+	.max_kdf = DEF_MAX_KDF, .max_sessions = DEF_MAX_SESSIONS, \
+	.stress_timeout = DEF_STRESS_SEC, \
 }
 static struct conf	 conf = CONF_DEFAULTS;
 static struct session	*logsess;
@@ -165,6 +174,8 @@ static sigset_t		 waitmask;	/* signals that end a session,
 static void	 usage(int status);
 static void	 parse_args(int argc, char *argv[]);
 static void	 session_start(struct session *s);
+static void	 stress_start(struct session *s);
+static void	 stress_tick(void *arg);
 static void	 serve(struct session *s) __attribute__((noreturn));
 static int	 set_option(const char *name, const char *val, const char **why);
 static int	 read_config(const char *path);
@@ -313,6 +324,7 @@ usage(int status)
 "                     [--throttle-max N] [--throttle-net-max N]\n"
 "                     [--throttle-window SECONDS] [--proxy-protocol]\n"
 "                     [--replay-db FILE] [--slot-file FILE] [--max-kdf N]\n"
+"                     [--max-sessions N] [--stress-login-timeout SECONDS]\n"
 "                     [--log-stderr] [--help] [--version]\n"
 "       usmtp-handler --check [--verbose] [options as above]\n"
 "\n"
@@ -366,6 +378,11 @@ usage(int status)
 "  --max-kdf N              at most N password checks at once on the host,\n"
 "                           the others wait their turn; 0 no limit (the\n"
 "                           number of CPUs)\n"
+"  --max-sessions N         the service's connection limit; when 3/4 of it\n"
+"                           are busy, sessions not logged in get the stress\n"
+"                           login timeout; 0 never (%d)\n"
+"  --stress-login-timeout SECONDS  the login deadline under stress, from the\n"
+"                           connection; 0 no stress mode (%d)\n"
 "  --log-stderr             log to standard error instead of syslog\n"
 "  -h, --help               show this help\n"
 "  -V, --version            show the version\n"
@@ -375,7 +392,7 @@ usage(int status)
 "(EX_CONFIG) bad configuration.\n",
 	    DEF_MAILDIR, DEF_SENDMAIL_SEC, DEF_TIMEOUT_SEC, DEF_LOGIN_SEC,
 	    DEF_MAX_BODY, DEF_MAX_ATT, DEF_THROTTLE_MAX, DEF_THROTTLE_NET,
-	    DEF_THROTTLE_SEC);
+	    DEF_THROTTLE_SEC, DEF_MAX_SESSIONS, DEF_STRESS_SEC);
 	exit(status);
 }
 
@@ -493,6 +510,14 @@ set_option(const char *name, const char *val, const char **why)
 		if (parse_num(val, LIMIT_KDF_MAX, &n) == -1)
 			return -1;
 		conf.max_kdf = (long)n;
+	} else if (strcmp(name, "max-sessions") == 0) {
+		if (parse_num(val, LIMIT_SESSIONS_MAX, &n) == -1)
+			return -1;
+		conf.max_sessions = (unsigned)n;
+	} else if (strcmp(name, "stress-login-timeout") == 0) {
+		if (parse_num(val, 86400, &n) == -1)
+			return -1;
+		conf.stress_timeout = (long)n;
 	} else if (strcmp(name, "log-stderr") == 0) {
 		if ((flag = parse_flag(val)) == -1)
 			return -1;
@@ -1260,6 +1285,7 @@ st_login_pass(struct session *s, char *p, size_t len)
 		memcpy(s->user, s->addr, sizeof(s->user));
 		logx(LOG_INFO, "login user=%s result=ok%s", s->user, dl);
 		frame_set_deadline(&s->io, 0);
+		s->io.tick = NULL;	/* stress mode is over for it */
 		reply(s, 210);
 		enter(s, S_COMMAND);
 		return;
@@ -1847,6 +1873,8 @@ parse_args(int argc, char *argv[])
 		{ "replay-db", required_argument, NULL, 0 },
 		{ "slot-file", required_argument, NULL, 0 },
 		{ "max-kdf", required_argument, NULL, 0 },
+		{ "max-sessions", required_argument, NULL, 0 },
+		{ "stress-login-timeout", required_argument, NULL, 0 },
 		{ "log-stderr", no_argument, NULL, 0 },
 		{ "check", no_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -1947,6 +1975,65 @@ harden(struct session *s)
 	s->io.stop = &got_signal;
 }
 
+/*
+ * Stress mode: a session slot for the life of the process, so that the
+ * sessions of the host can be counted (limit.c).  Trouble with the slot
+ * file is logged and the session goes on without stress mode.
+ */
+static void
+stress_start(struct session *s)
+{
+	const char	*why;
+	int		 r;
+
+	if (conf.slot_file == NULL || conf.max_sessions == 0 ||
+	    conf.stress_timeout == 0)
+		return;
+	if (limits.fd == -1 && limit_open(&limits, conf.slot_file, &why) == -1) {
+		logx(LOG_ERR, "error slots=%s reason=\"%s\"", conf.slot_file,
+		    why);
+		return;
+	}
+	if ((r = limit_session_take(&limits, conf.max_sessions, &why)) == -1)
+		logx(LOG_ERR, "error slots=%s reason=\"%s\"", conf.slot_file,
+		    why);
+	/* With every slot taken (r == 0) the count says stressed anyway. */
+	s->io.tick = stress_tick;
+	s->io.tick_arg = s;
+	s->io.tick_ms = STRESS_TICK_MS;
+}
+
+/*
+ * Called before each frame and once a second while the session waits
+ * (frame.c's tick) until it has logged in: when it is older than
+ * --stress-login-timeout and 3/4 of --max-sessions are busy, its login
+ * deadline is now.  So slots held by clients that do not log in come
+ * free when they are needed (usmtp-handler(8), Stress mode).
+ */
+static void
+stress_tick(void *arg)
+{
+	struct session	*s = arg;
+	struct timespec	 now;
+	const char	*why;
+	unsigned	 busy;
+
+	if (s->user[0] != '\0' || s->stressed || limits.fd == -1)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - s->start.tv_sec < conf.stress_timeout)
+		return;
+	if (limit_sessions(&limits, conf.max_sessions, &busy, &why) == -1) {
+		logx(LOG_ERR, "error slots=%s reason=\"%s\"", conf.slot_file,
+		    why);
+		return;
+	}
+	if (!limit_stressed(busy, conf.max_sessions))
+		return;
+	s->stressed = busy;
+	s->io.deadline_ms = clock_ms();		/* the wait ends now */
+}
+
 /* Everything a session needs before its first frame. */
 static void
 session_start(struct session *s)
@@ -1993,8 +2080,10 @@ session_start(struct session *s)
 	/* The plaintext exchange is secure mode's prologue. */
 	s->io.keep = 1;
 	/* A session that holds a slot without logging in ends after
-	 * --login-timeout, however busy it keeps the handler with frames. */
+	 * --login-timeout, however busy it keeps the handler with frames,
+	 * and sooner when the service is full (stress mode). */
 	frame_set_deadline(&s->io, (int)conf.login_timeout);
+	stress_start(s);
 	enter(s, S_HELLO);
 }
 
@@ -2015,6 +2104,8 @@ serve(struct session *s)
 			max = NOISE_HS_MAX_BYTES;
 		else
 			max = FRAME_MAX_BYTES;
+		if (s->io.tick != NULL)
+			stress_tick(s);
 		r = frame_read(&s->io, states[s->state].type, max, &data, &len);
 		/* The login deadline holds however fast the frames come:
 		 * checked before each one is served, not only in waits.  A
@@ -2061,8 +2152,12 @@ serve(struct session *s)
 			    "too-big");
 			break;
 		case FR_TIMEOUT:
-			session_fail(s, 500, frame_deadline_passed(&s->io) ?
-			    "login-timeout" : "timeout");
+			if (s->stressed)
+				logx(LOG_WARNING, "login result=timeout "
+				    "reason=stress sessions=%u", s->stressed);
+			session_fail(s, 500, s->stressed ? "stress" :
+			    frame_deadline_passed(&s->io) ? "login-timeout" :
+			    "timeout");
 			break;
 		case FR_BADFRAME:
 			/* only the key frame can be malformed */

@@ -277,6 +277,9 @@ struct frameio {
 					 * client's -vv tells them per frame */
 	const sigset_t	*waitmask;	/* signal mask while waiting, or NULL */
 	volatile sig_atomic_t *stop;	/* when set: waits end, FR_INTR */
+	void		(*tick)(void *);	/* called every tick_ms of a */
+	void		*tick_arg;		/* wait; may move deadline_ms */
+	long		 tick_ms;
 	const char	*why;		/* reason for the last failure */
 };
 

@@ -11,6 +11,7 @@ setup() {
 	usmtp_setup
 	add_test_users
 	SYSLOG_PID=
+	SYSLOG_WRAP=()
 }
 
 teardown() {
@@ -105,12 +106,12 @@ inetd_run() {
 
 @test "under inetd a bad option or configuration reaches syslog, never the client" {
 	syslog_start
-	run -0 syslog_run inetd_run usmtp-handler --no-such-option
+	run -0 inetd_run "${SYSLOG_WRAP[@]}" usmtp-handler --no-such-option
 	[ "$output" = "status 64, 0 bytes: b''" ]
 	printf 'timeout = soon\n' >"$T/bad.conf"
-	run -0 syslog_run inetd_run usmtp-handler --config "$T/bad.conf"
+	run -0 inetd_run "${SYSLOG_WRAP[@]}" usmtp-handler --config "$T/bad.conf"
 	[ "$output" = "status 78, 0 bytes: b''" ]
-	run -0 syslog_run inetd_run usmtp-handler --log-stderr --config /nonexistent
+	run -0 inetd_run "${SYSLOG_WRAP[@]}" usmtp-handler --log-stderr --config /nonexistent
 	[ "$output" = "status 78, 0 bytes: b''" ]
 	grep -q 'usmtp-handler.*bad command line' "$T/syslog.log"
 	grep -q "usmtp-handler.*$T/bad.conf:1: timeout: bad value" "$T/syslog.log"

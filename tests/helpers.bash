@@ -218,7 +218,7 @@ stop_pid() {
 # changed only in port, user and group, and a usmtp.conf pointing at the
 # test's keys, users and Maildirs.  Sets XPORT and XI_PID; the log is
 # $T/xinetd.log.  The handler logs through syslog there: under xinetd its
-# stderr is the connection.
+# stderr is the connection (after syslog_start, to $T/syslog.log).
 xinetd_start() {
 	XPORT=$(free_port)
 	mkdir -p "$T/xinetd.d" "$T/etc/usmtp"
@@ -239,7 +239,8 @@ xinetd_start() {
 	    -e "s|^\([[:space:]]*group[[:space:]]*=\).*|\1 $(id -gn)|" \
 	    "$TOP/xinetd/usmtp.in" >"$T/xinetd.d/usmtp"
 	printf 'defaults\n{\n}\nincludedir %s\n' "$T/xinetd.d" >"$T/xinetd.conf"
-	xinetd -dontfork -f "$T/xinetd.conf" -filelog "$T/xinetd.log" \
+	"${SYSLOG_WRAP[@]}" xinetd -dontfork -f "$T/xinetd.conf" \
+	    -filelog "$T/xinetd.log" \
 	    -pidfile "$T/xinetd.pid" 2>>"$T/xinetd.log" &
 	XI_PID=$!
 	wait_port "$XPORT" || { cat "$T/xinetd.log"; return 1; }
@@ -248,13 +249,18 @@ xinetd_start() {
 # syslog_start: a stand-in syslog daemon (tests/syslog-listen.py) whose
 # lines land in $T/syslog.log; sets SYSLOG_PID.  syslog(3) writes to
 # /dev/log: when the machine has none, the listener takes that name (and
-# syslog_stop removes it); when it has one, commands that must log to
-# the stand-in run through syslog_run, which binds the listener's socket
-# over /dev/log in a private mount namespace.
+# syslog_stop removes it) and SYSLOG_WRAP is empty; when it has one,
+# SYSLOG_WRAP is the command prefix that runs a program in a private
+# mount namespace where the listener's socket is bound over /dev/log.
+# Put "${SYSLOG_WRAP[@]}" in front of a program (not a shell function):
+# it execs, so the program keeps the pid it is started with.
 syslog_start() {
 	SYSLOG_OWN=
+	SYSLOG_WRAP=()
 	if [ -e /dev/log ]; then
 		SYSLOG_SOCK=$T/log.sock
+		SYSLOG_WRAP=(unshare -m sh -c \
+		    'mount --bind "$0" /dev/log && exec "$@"' "$SYSLOG_SOCK")
 	else
 		SYSLOG_SOCK=/dev/log
 		SYSLOG_OWN=1
@@ -267,17 +273,6 @@ syslog_start() {
 		sleep 0.05; i=$((i + 1))
 	done
 	grep -q ready "$T/syslog.ready"
-}
-
-# syslog_run CMD...: runs CMD with syslog(3) going to syslog_start's
-# listener.
-syslog_run() {
-	if [ -n "$SYSLOG_OWN" ]; then
-		"$@"
-	else
-		unshare -m sh -c 'mount --bind "$0" /dev/log && exec "$@"' \
-		    "$SYSLOG_SOCK" "$@"
-	fi
 }
 
 # syslog_stop: stops the listener (and removes /dev/log if it made it).

@@ -14,10 +14,12 @@ STRESS_SEC=4		# stress-login-timeout in the test
 SLACK_SEC=6		# stress mode checks once a second; start-up, login
 
 setup() {
-	skip "needs stress mode"
 	usmtp_setup
 	add_test_users
 	STALL_PID=
+	SYSLOG_PID=
+	SYSLOG_WRAP=()
+	syslog_start
 	xinetd_start
 	# Stalled sessions must not end by the idle timeout or the normal
 	# login deadline within the test: only stress mode may cut them.
@@ -32,6 +34,7 @@ setup() {
 teardown() {
 	stop_pid "$STALL_PID"
 	stop_pid "${XI_PID:-}"
+	syslog_stop
 }
 
 # shipped_limit NAME: NAME= from systemd/usmtp.socket.in.
@@ -115,4 +118,7 @@ send_from() {
 	echo "# got through after ${elapsed}s" >&3
 	[ "$elapsed" -le $(( STRESS_SEC + SLACK_SEC )) ]
 	grep -l -x 'Subject: under stress' "$MAIL"/example.org/bob/Maildir/new/*
+	# the stalled sessions that made room were cut by stress mode
+	grep -q 'login result=timeout reason=stress sessions=' "$T/syslog.log"
+	grep -q 'end reason=stress code=500 state=S_ALGOS' "$T/syslog.log"
 }
