@@ -1,5 +1,5 @@
 # postfix.bash -- a private, throwaway Postfix instance for tests of the
-# sendmail path (PROTOCOL.md 7).  Load after helpers:
+# sendmail path (usmtp(7), Delivery).  Load after helpers:
 #	load helpers
 #	load postfix
 #

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# PROTOCOL.md 6-7 through the real handler: the SEND MAIL dialog in both
-# dialects, every reply code, attachments, limits, rollback; what lands in
-# the Maildir is read back with Python's email package (mime-check.py).
+# usmtp(7), Sending a message, Attachments and Delivery, through the
+# real handler: the SEND MAIL dialog in both dialects, every reply code,
+# attachments, limits, rollback; what lands in the Maildir is read back
+# with Python's email package (mime-check.py).
 
 load helpers
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# The reference client's recorded sessions (tests/vectors, from
-# ../shared/vectors) piped through the real handler in one go, checked
-# with the vectors' own check-replies.py and a real MIME parser.
+# The reference client's recorded sessions (tests/vectors; where they
+# come from: tests/vectors/README.md) piped through the real handler in
+# one go, checked with the vectors' own check-replies.py and a real MIME
+# parser.
 
 load helpers
 
@@ -11,7 +12,7 @@ setup() {
 }
 
 
-@test "session-1 of the reference client gets the 40 replies PROTOCOL.md owes it" {
+@test "session-1 of the reference client gets the 40 replies usmtp(7) owes it" {
 	run -0 sh -c "$VHANDLER < $VECTORS/session-1/client.bin > $T/out.bin 2>$HLOG"
 	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
 		"$VECTORS/session-1/session-key.hex" "$VECTORS/session-1/expected-codes.txt"

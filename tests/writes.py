@@ -3,7 +3,7 @@
 or sendto(1, ...) of a handler traced with `strace -xx -s 65536 -e
 trace=write,sendto`, one write
 per line, decrypted with the session key: shows which replies left
-together (PROTOCOL.md 2, "when replies leave")."""
+together (usmtp(7), Framing: when replies leave)."""
 import re
 import sys
 
