@@ -63,3 +63,12 @@ options_documented() {
 		    { echo "$o missing"; false; }
 	done <"$BATS_TEST_TMPDIR/opts"
 }
+
+@test "every manual page carries the same date" {
+	run -0 sh -c "sed -n '1s/^\.Dd //p' '$TOP'/man/*.[1-8] | sort -u"
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "no quoted list nests its quotes (one .Ql per line inside .Po/.Pc)" {
+	run -1 grep -n 'Pq Ql [^,]* , Ql' "$TOP"/man/*.[1-8]
+}
