@@ -134,25 +134,18 @@ static const char b64chars[] =
 static void
 why_add(size_t *n, const char *s, int esc, size_t end)
 {
-	const unsigned char	*p;
-	char			 x[5];
-	size_t			 k;
+	size_t	len = strlen(s);
 
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		x[0] = (char)*p;
-		k = 1;
-		if (esc && (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'))
-			k = (size_t)snprintf(x, sizeof(x), "\\x%02x", *p);
-		if (*n + k + sizeof("...") > end) {
-			if (*n + sizeof("...") <= end) {
-				memcpy(fmtbuf + *n, "...", sizeof("..."));
-				*n += sizeof("...") - 1;
-			}
-			return;
-		}
-		memcpy(fmtbuf + *n, x, k);
-		*n += k;
-		fmtbuf[*n] = '\0';
+	if (*n >= end)
+		return;
+	if (esc)
+		*n += esc_bytes(fmtbuf + *n, end - *n, s, len, ESC_LOG);
+	else if (*n + len + sizeof("...") <= end) {
+		memcpy(fmtbuf + *n, s, len + 1);
+		*n += len;
+	} else if (*n + sizeof("...") <= end) {
+		memcpy(fmtbuf + *n, "...", sizeof("..."));
+		*n += sizeof("...") - 1;
 	}
 }
 

@@ -468,28 +468,16 @@ buf_free(struct buf *b)
 static const char *
 shown(const void *p, size_t n)
 {
-	static char		 buf[2][SHOWN_MAX_BYTES * 4 + 4];
-	static int		 which;
-	const unsigned char	*s = p;
-	char			*o = buf[which ^= 1];
-	size_t			 i;
+	static char	buf[2][SHOWN_MAX_BYTES * 4 + 8];
+	static int	which;
+	char		*o = buf[which ^= 1];
+	size_t		 k;
 
-	for (i = 0; i < n && i < SHOWN_MAX_BYTES; i++) {
-		if (s[i] == '\\') {
-			*o++ = '\\';
-			*o++ = '\\';
-		} else if (s[i] >= 0x20 && s[i] < 0x7f)
-			*o++ = (char)s[i];
-		else if (s[i] == '\r' || s[i] == '\n') {
-			*o++ = '\\';
-			*o++ = s[i] == '\r' ? 'r' : 'n';
-		} else
-			o += sprintf(o, "\\x%02x", s[i]);
-	}
+	k = esc_bytes(o, sizeof(buf[0]) - 3, p, n < SHOWN_MAX_BYTES ? n :
+	    SHOWN_MAX_BYTES, ESC_SHOW);
 	if (n > SHOWN_MAX_BYTES)
-		o += sprintf(o, "...");
-	*o = '\0';
-	return buf[which];
+		memcpy(o + k, "...", 4);
+	return o;
 }
 
 static const unsigned char *

@@ -690,22 +690,16 @@ logx(int prio, const char *fmt, ...)
 static const char *
 esc(const void *p, size_t len)
 {
-	static char		 buf[2][LOG_STR_BYTES * 4 + 4];
-	static int		 which;
-	const unsigned char	*s = p;
-	char			*o = buf[which ^= 1];
-	size_t			 i;
+	static char	buf[2][LOG_STR_BYTES * 4 + 8];
+	static int	which;
+	char		*o = buf[which ^= 1];
+	size_t		 n;
 
-	for (i = 0; i < len && i < LOG_STR_BYTES; i++) {
-		if (s[i] > ' ' && s[i] < 0x7f && s[i] != '\\')
-			*o++ = (char)s[i];
-		else
-			o += sprintf(o, "\\x%02x", s[i]);
-	}
+	n = esc_bytes(o, sizeof(buf[0]) - 3, p, len < LOG_STR_BYTES ? len :
+	    LOG_STR_BYTES, ESC_LOG);
 	if (len > LOG_STR_BYTES)
-		o += sprintf(o, "...");
-	*o = '\0';
-	return buf[which];
+		memcpy(o + n, "...", 4);
+	return o;
 }
 
 /* getpeername(0), else REMOTE_ADDR (systemd), TCPREMOTEIP, "local". */

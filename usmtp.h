@@ -56,6 +56,20 @@ int	read_line_fd(int fd, char *buf, size_t bufsz, size_t *len);
  */
 int	tty_read_secret(const char *prompt, char *buf, size_t bufsz,
 	    size_t *len, const char **why);
+/* How esc_bytes() shows a byte that is not plain text. */
+enum {
+	ESC_LOG,	/* every byte outside '!'..'~', and '"' and '\', as \xNN */
+	ESC_SHOW	/* printable ASCII and space as they are; CR, LF, TAB
+			 * and '\' as \r, \n, \t, \\; the rest as \xNN */
+};
+/*
+ * Writes p[0..n) into dst (dstsz bytes, NUL-terminated), made safe for
+ * a log line or a terminal (how: ESC_*): bytes another party chose can
+ * then neither split a log line nor send escape sequences.  What does
+ * not fit is cut, and "..." marks it.  Returns the length written.
+ */
+size_t	esc_bytes(char *dst, size_t dstsz, const void *p, size_t n,
+	    int how);
 /* fsyncs the directory holding path, so that a rename or link of path
  * is on disk.  0, or -1 (errno). */
 int	sync_dir(const char *path);

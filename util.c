@@ -2,7 +2,7 @@
  * util.c -- the few helpers every program and module shares: the
  * monotonic clock, a buffer grower that never leaves a secret behind,
  * reading one line without a stdio copy, the terminal password prompt,
- * and making a rename durable.  Calls only libc and OPENSSL_cleanse; never prints to stdout
+ * making a rename durable, and escaping bytes for a log or a terminal.  Calls only libc and OPENSSL_cleanse; never prints to stdout
  * or stderr, never exits.
  */
 #include <errno.h>
@@ -86,6 +86,46 @@ sync_dir(const char *path)
 	rv = fsync(fd);
 	close(fd);
 	return rv;
+}
+
+size_t
+esc_bytes(char *dst, size_t dstsz, const void *p, size_t n, int how)
+{
+	const unsigned char	*s = p;
+	char			 x[5];
+	size_t			 i, k, o = 0;
+
+	if (dstsz == 0)
+		return 0;
+	for (i = 0; i < n; i++) {
+		x[0] = (char)s[i];
+		k = 1;
+		if (how == ESC_LOG) {
+			if (s[i] <= ' ' || s[i] >= 0x7f || s[i] == '"' ||
+			    s[i] == '\\')
+				k = (size_t)snprintf(x, sizeof(x), "\\x%02x",
+				    s[i]);
+		} else if (s[i] == '\r' || s[i] == '\n' || s[i] == '\t' ||
+		    s[i] == '\\') {
+			x[0] = '\\';
+			x[1] = s[i] == '\r' ? 'r' : s[i] == '\n' ? 'n' :
+			    s[i] == '\t' ? 't' : '\\';
+			k = 2;
+		} else if (s[i] < ' ' || s[i] >= 0x7f)
+			k = (size_t)snprintf(x, sizeof(x), "\\x%02x", s[i]);
+		if (o + k + sizeof("...") > dstsz) {
+			/* cut: "..." says so, where it fits */
+			if (o + sizeof("...") <= dstsz) {
+				memcpy(dst + o, "...", sizeof("...") - 1);
+				o += sizeof("...") - 1;
+			}
+			break;
+		}
+		memcpy(dst + o, x, k);
+		o += k;
+	}
+	dst[o] = '\0';
+	return o;
 }
 
 static void

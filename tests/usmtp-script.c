@@ -281,29 +281,13 @@ cleanup(void)
 static void
 print_escaped(FILE *f, const unsigned char *p, size_t n)
 {
-	size_t	i;
+	char	*buf;
 
-	for (i = 0; i < n; i++) {
-		switch (p[i]) {
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		default:
-			if (p[i] >= 0x20 && p[i] < 0x7f)
-				fputc(p[i], f);
-			else
-				fprintf(f, "\\x%02x", p[i]);
-		}
-	}
+	if (n > (SIZE_MAX - 8) / 4 || (buf = malloc(n * 4 + 8)) == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	esc_bytes(buf, n * 4 + 8, p, n, ESC_SHOW);
+	fputs(buf, f);
+	free(buf);
 }
 
 /* TEXT of a directive: \r \n \t \s \\ \xNN.  0, or -1 (*why). */
