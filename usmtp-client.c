@@ -468,16 +468,7 @@ buf_free(struct buf *b)
 static const char *
 shown(const void *p, size_t n)
 {
-	static char	buf[2][SHOWN_MAX_BYTES * 4 + 8];
-	static int	which;
-	char		*o = buf[which ^= 1];
-	size_t		 k;
-
-	k = esc_bytes(o, sizeof(buf[0]) - 3, p, n < SHOWN_MAX_BYTES ? n :
-	    SHOWN_MAX_BYTES, ESC_SHOW);
-	if (n > SHOWN_MAX_BYTES)
-		memcpy(o + k, "...", 4);
-	return o;
+	return esc_text(p, n, SHOWN_MAX_BYTES, ESC_SHOW);
 }
 
 static const unsigned char *

@@ -688,18 +688,9 @@ logx(int prio, const char *fmt, ...)
  * buffers, so two calls may share one logx().
  */
 static const char *
-esc(const void *p, size_t len)
+esc(const void *p, size_t n)
 {
-	static char	buf[2][LOG_STR_BYTES * 4 + 8];
-	static int	which;
-	char		*o = buf[which ^= 1];
-	size_t		 n;
-
-	n = esc_bytes(o, sizeof(buf[0]) - 3, p, len < LOG_STR_BYTES ? len :
-	    LOG_STR_BYTES, ESC_LOG);
-	if (len > LOG_STR_BYTES)
-		memcpy(o + n, "...", 4);
-	return o;
+	return esc_text(p, n, LOG_STR_BYTES, ESC_LOG);
 }
 
 /* getpeername(0), else REMOTE_ADDR (systemd), TCPREMOTEIP, "local". */

@@ -70,6 +70,13 @@ enum {
  */
 size_t	esc_bytes(char *dst, size_t dstsz, const void *p, size_t n,
 	    int how);
+/*
+ * The same into one of two static buffers used in turn (so two calls
+ * may share one printf), cut to max (at most ESC_TEXT_MAX_BYTES) bytes
+ * of p and marked "..." when longer.
+ */
+#define ESC_TEXT_MAX_BYTES	256
+const char *esc_text(const void *p, size_t n, size_t max, int how);
 /* fsyncs the directory holding path, so that a rename or link of path
  * is on disk.  0, or -1 (errno). */
 int	sync_dir(const char *path);

@@ -128,6 +128,22 @@ esc_bytes(char *dst, size_t dstsz, const void *p, size_t n, int how)
 	return o;
 }
 
+const char *
+esc_text(const void *p, size_t n, size_t max, int how)
+{
+	static char	buf[2][ESC_TEXT_MAX_BYTES * 4 + 8];
+	static int	which;
+	char		*o = buf[which ^= 1];
+	size_t		 k;
+
+	if (max > ESC_TEXT_MAX_BYTES)
+		max = ESC_TEXT_MAX_BYTES;
+	k = esc_bytes(o, sizeof(buf[0]) - 3, p, n < max ? n : max, how);
+	if (n > max)
+		memcpy(o + k, "...", 4);
+	return o;
+}
+
 static void
 onsig(int sig)
 {
