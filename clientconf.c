@@ -351,25 +351,14 @@ acct_set(struct parser *p, struct acct *a, enum key k, const struct acct *src,
 		}
 		a->timeout = n;
 	} else if (k == K_DIALECT) {
-		if (strcmp(value, "auto") == 0)
-			a->dialect = CONF_DIALECT_AUTO;
-		else if (strcmp(value, "document") == 0)
-			a->dialect = CONF_DIALECT_DOCUMENT;
-		else if (strcmp(value, "reference") == 0)
-			a->dialect = CONF_DIALECT_REFERENCE;
-		else {
+		if ((a->dialect = clientconf_dialect(value)) ==
+		    CONF_DIALECT_UNSET) {
 			fail_at(p, "dialect must be auto, document or "
 			    "reference, not '%s'", value);
 			return -1;
 		}
 	} else if (k == K_SECURE) {
-		if (strcmp(value, "prefer") == 0)
-			a->secure = CONF_SECURE_PREFER;
-		else if (strcmp(value, "require") == 0)
-			a->secure = CONF_SECURE_REQUIRE;
-		else if (strcmp(value, "off") == 0)
-			a->secure = CONF_SECURE_OFF;
-		else {
+		if ((a->secure = clientconf_secure(value)) == CONF_SECURE_UNSET) {
 			fail_at(p, "secure must be prefer, require or off, "
 			    "not '%s'", value);
 			return -1;
@@ -1003,4 +992,28 @@ clientconf_password(const struct clientconf *cf, int timeout_ms, char *pw,
 		return -1;
 	}
 	return 0;
+}
+
+enum conf_dialect
+clientconf_dialect(const char *s)
+{
+	if (strcmp(s, "auto") == 0)
+		return CONF_DIALECT_AUTO;
+	if (strcmp(s, "document") == 0)
+		return CONF_DIALECT_DOCUMENT;
+	if (strcmp(s, "reference") == 0)
+		return CONF_DIALECT_REFERENCE;
+	return CONF_DIALECT_UNSET;
+}
+
+enum conf_secure
+clientconf_secure(const char *s)
+{
+	if (strcmp(s, "prefer") == 0)
+		return CONF_SECURE_PREFER;
+	if (strcmp(s, "require") == 0)
+		return CONF_SECURE_REQUIRE;
+	if (strcmp(s, "off") == 0)
+		return CONF_SECURE_OFF;
+	return CONF_SECURE_UNSET;
 }

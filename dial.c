@@ -35,6 +35,19 @@
 
 static int	 is_ip_literal(const char *host);
 
+const char *
+dial_host(const char *host, char *buf, size_t bufsz)
+{
+	size_t	n = strlen(host);
+
+	if (host[0] != '[')
+		return host;
+	if (n < 3 || host[n - 1] != ']' ||
+	    snprintf(buf, bufsz, "%.*s", (int)(n - 2), host + 1) >= (int)bufsz)
+		return NULL;
+	return buf;
+}
+
 int
 dial_tcp(const char *host, const char *port, int timeout_ms, int *kind,
     const char **why)

@@ -638,23 +638,12 @@ long_option(int ch, const char *arg)
 			    CONF_TIMEOUT_MAX_SEC);
 		break;
 	case O_SECURE:
-		if (strcmp(arg, "prefer") == 0)
-			opt.secure = CONF_SECURE_PREFER;
-		else if (strcmp(arg, "require") == 0)
-			opt.secure = CONF_SECURE_REQUIRE;
-		else if (strcmp(arg, "off") == 0)
-			opt.secure = CONF_SECURE_OFF;
-		else
+		if ((opt.secure = clientconf_secure(arg)) == CONF_SECURE_UNSET)
 			die(EX_USAGE, "--secure: prefer, require or off");
 		break;
 	case O_DIALECT:
-		if (strcmp(arg, "auto") == 0)
-			opt.dialect = CONF_DIALECT_AUTO;
-		else if (strcmp(arg, "document") == 0)
-			opt.dialect = CONF_DIALECT_DOCUMENT;
-		else if (strcmp(arg, "reference") == 0)
-			opt.dialect = CONF_DIALECT_REFERENCE;
-		else
+		if ((opt.dialect = clientconf_dialect(arg)) ==
+		    CONF_DIALECT_UNSET)
 			die(EX_USAGE, "--dialect: auto, document or "
 			    "reference");
 		break;
@@ -848,19 +837,14 @@ load_config(void)
 static void
 settle_options(void)
 {
-	size_t	n;
+	const char	*h;
 
 	if (opt.host == NULL)
 		opt.host = DEFAULT_HOST;
-	else if (opt.host[0] == '[') {
-		/* "[::1]" as in URLs: the brackets are not part of it. */
-		n = strlen(opt.host);
-		if (n < 3 || opt.host[n - 1] != ']' ||
-		    snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)(n - 2),
-		    opt.host + 1) >= (int)sizeof(hostbuf))
-			die(EX_USAGE, "bad host: %s", opt.host);
-		opt.host = hostbuf;
-	}
+	else if ((h = dial_host(opt.host, hostbuf, sizeof(hostbuf))) == NULL)
+		die(EX_USAGE, "bad host: %s", opt.host);
+	else
+		opt.host = h;
 	if (opt.port == 0)
 		opt.port = DEFAULT_PORT;
 	(void)snprintf(portbuf, sizeof(portbuf), "%d", opt.port);

@@ -427,6 +427,12 @@ enum {
 };
 
 /*
+ * A host as a user writes it: "[::1]", as in URLs, is the address ::1
+ * (into buf); anything else is itself.  NULL when the brackets are bad
+ * or buf too small.
+ */
+const char *dial_host(const char *host, char *buf, size_t bufsz);
+/*
  * Connects to host (a name or an address literal) and port, trying each
  * address for at most timeout_ms.  Returns a non-blocking socket, or -1
  * with *kind (DIAL_UNAVAILABLE or DIAL_TEMPFAIL) and *why.
@@ -1064,6 +1070,11 @@ int	clientconf_password_file(const char *path, char *pw, size_t pwsz,
  */
 int	clientconf_password_command(const char *cmd, int timeout_ms, char *pw,
 	    size_t pwsz, size_t *pwlen, const char **why);
+
+/* The values of the dialect and secure keys (and of the client's
+ * --dialect and --secure), or CONF_*_UNSET for anything else. */
+enum conf_dialect clientconf_dialect(const char *s);
+enum conf_secure clientconf_secure(const char *s);
 
 /* msgin.c */
 

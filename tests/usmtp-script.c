@@ -1167,8 +1167,8 @@ main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 }
 	};
 	static char	 hostbuf[NI_MAXHOST];
+	const char	*h;
 	char		*end;
-	size_t		 n;
 	long		 v;
 	int		 ch, rv;
 
@@ -1236,14 +1236,10 @@ main(int argc, char *argv[])
 			    "--exec or -H");
 	} else if ((opt.exec == NULL) == (opt.host == NULL))
 		die(EX_USAGE, "one of --exec and -H is needed");
-	if (opt.host != NULL && opt.host[0] == '[') {
-		/* "[::1]" as in URLs: the brackets are not part of it. */
-		n = strlen(opt.host);
-		if (n < 3 || opt.host[n - 1] != ']' ||
-		    snprintf(hostbuf, sizeof(hostbuf), "%.*s", (int)(n - 2),
-		    opt.host + 1) >= (int)sizeof(hostbuf))
+	if (opt.host != NULL) {
+		if ((h = dial_host(opt.host, hostbuf, sizeof(hostbuf))) == NULL)
 			die(EX_USAGE, "bad host: %s", opt.host);
-		opt.host = hostbuf;
+		opt.host = h;
 	}
 
 	crypto_init(0);
