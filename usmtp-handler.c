@@ -550,6 +550,9 @@ set_option(const char *name, const char *val, const char **why)
 static int
 read_config(const char *path)
 {
+	static char	**values;	/* every value read, kept */
+	static size_t	  nvalues;
+	char		**kept;
 	FILE		*f;
 	char		 line[CONF_LINE_BYTES], *name, *val, *eq, *copy;
 	const char	*why;
@@ -590,13 +593,18 @@ read_config(const char *path)
 			free(copy);
 			goto fail;
 		}
-		/* Numbers and flags are parsed, not kept: no leak. */
-		if (copy != conf.cert && copy != conf.key &&
-		    copy != conf.users && copy != conf.maildir &&
-		    copy != conf.noise_cert && copy != conf.noise_key &&
-		    copy != conf.sendmail && copy != conf.throttle_db &&
-		    copy != conf.replay_db && copy != conf.slot_file)
+		/*
+		 * Kept for the life of the process, whether conf points at it
+		 * or not (a number, or a value the command line replaces):
+		 * one list instead of knowing which options keep strings.
+		 */
+		if ((kept = reallocarray(values, nvalues + 1,
+		    sizeof(*values))) == NULL) {
 			free(copy);
+			goto fail;
+		}
+		values = kept;
+		values[nvalues++] = copy;
 	}
 	fclose(f);
 	return 0;

@@ -225,6 +225,8 @@ xinetd_start() {
 	cat >"$T/etc/usmtp/usmtp.conf" <<-EOC
 	cert = $KEYS/server.pem
 	key = $KEYS/server.key
+	noise-cert = $KEYS/server-x25519.pem
+	noise-key = $KEYS/server-x25519.key
 	users = $DB
 	maildir = $MAIL/%d/%u/Maildir
 	throttle-db = $T/throttle.db
