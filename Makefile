@@ -194,7 +194,7 @@ SAN_ENV	= USMTP_SANITIZER=asan \
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite,indirect
 VALGRIND_SUITES = tests/vectors.bats tests/handshake.bats tests/send.bats \
-	  tests/faults.bats
+	  tests/faults.bats tests/secure.bats
 
 check-asan:
 	rm -rf $(SANDIR)
