@@ -13,7 +13,9 @@ PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
+# The test tools import tests/usmtplib.py; no __pycache__ is left beside it.
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1
 
 # usmtp_keys: make (once per bats run) a CA, server key and certificate in
 # $KEYS with ssl/mkcerts.  Safe to call from every setup().
