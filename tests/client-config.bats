@@ -10,14 +10,10 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
+	client_setup
 	export XDG_CONFIG_HOME=$T/xdg
 	mkdir -p "$XDG_CONFIG_HOME/usmtp"
 	CONF=$XDG_CONFIG_HOME/usmtp/client.conf
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
-	unset USMTP_PASSWORD
 	SA_PID=
 	PORT=
 }
@@ -51,8 +47,7 @@ refused() {
 
 @test "with the file in \$XDG_CONFIG_HOME, a recipient and a subject are all it takes" {
 	listen
-	conf "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw"
+	alice_conf "$CONF"
 	run -0 --separate-stderr timeout 60 usmtp-client -s configured \
 		bob@example.org <<<"body"
 	[ -z "$stderr" ]
@@ -124,9 +119,7 @@ refused() {
 
 @test "--config names another file; missing, it is an error (78)" {
 	listen
-	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw" >"$T/other.conf"
-	chmod 600 "$T/other.conf"
+	alice_conf "$T/other.conf"
 	conf "host 192.0.2.1"
 	run -0 --separate-stderr timeout 60 usmtp-client --config "$T/other.conf" \
 		-s other bob@example.org <<<"b"

@@ -10,13 +10,8 @@ load helpers
 # ---- helpers of this file ------------------------------------------------
 
 setup() {
-	usmtp_setup
-	add_user alice@example.org "correct horse"
-	add_user bob@example.org bob-pw
-	printf 'correct horse\n' > "$T/pw"
-	chmod 600 "$T/pw"
+	client_setup
 	printf 'body\n' > "$T/body"
-	unset USMTP_PASSWORD
 	SA_PID=
 	TMUX_SOCK=
 }

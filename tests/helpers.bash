@@ -104,6 +104,39 @@ vector_setup() {
 	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --log-stderr"
 }
 
+# client_setup: usmtp_setup and add_test_users for a suite of
+# usmtp-client: alice's password in $T/pw (mode 0600, as the client
+# demands), and no USMTP_PASSWORD from the environment the tests run in.
+client_setup() {
+	usmtp_setup
+	add_test_users
+	printf 'correct horse\n' >"$T/pw"
+	chmod 600 "$T/pw"
+	unset USMTP_PASSWORD
+}
+
+# alice_conf FILE: writes FILE (mode 0600), a client configuration for
+# alice (client_setup) sending through the server on 127.0.0.1:$PORT.
+alice_conf() {
+	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
+		"user alice@example.org" "password-file $T/pw" >"$1"
+	chmod 600 "$1"
+}
+
+# sendmail_link: the usmtp-sendmail link that make install puts beside
+# usmtp-client, made in $T/bin; sets SM, its path.
+sendmail_link() {
+	mkdir -p "$T/bin"
+	ln -s "$TOP/usmtp-client" "$T/bin/usmtp-sendmail"
+	SM=$T/bin/usmtp-sendmail
+}
+
+# got USER: how many messages USER@example.org has (delivered_count of
+# that Maildir).
+got() {
+	delivered_count "$MAIL/example.org/$1/Maildir"
+}
+
 # login_then LINE...: the lines of a script that logs alice@example.org
 # in (add_test_users), then the given LINEs.
 login_then() {
