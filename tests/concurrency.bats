@@ -59,8 +59,7 @@ stop_adder() {
 	start_adder
 	local i
 	for i in $(seq "$SESSIONS"); do
-		run -0 client_script login-good
-		check_golden login-good
+		golden login-good
 	done
 	stop_adder
 	[ "$(grep -c 'login user=alice@example.org result=ok' "$HLOG")" -eq "$SESSIONS" ]

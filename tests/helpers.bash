@@ -211,9 +211,24 @@ golden_tcp() {
 	    <(grep -v '^\[handler exit' <<<"${2-$output}")
 }
 
+# output_is: compares $output with the lines on standard input (a
+# here-document of what is expected), as diff -u: a failure shows what
+# changed.
+output_is() {
+	diff -u - <(printf '%s\n' "$output")
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"
+}
+
+# golden NAME [handler options]: runs tests/transcripts/NAME.in with
+# client_script, as run -0 does (output, lines and status are set), and
+# compares the replies with NAME.out.
+golden() {
+	run -0 client_script "$@"
+	check_golden "$1"
 }
 
 # free_port: prints a TCP port nobody listens on (loopback).

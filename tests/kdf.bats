@@ -75,31 +75,26 @@ login_timed_out() {
 	if [ "$n" -gt 1 ]; then
 		hold_kdf $((n - 1))
 	fi
-	run -0 client_script login-good --login-timeout 2
-	check_golden login-good
+	golden login-good --login-timeout 2
 }
 
 @test "--max-kdf 0 never waits" {
 	hold_kdf 1
-	run -0 client_script login-good --max-kdf 0 --login-timeout 2
-	check_golden login-good
+	golden login-good --max-kdf 0 --login-timeout 2
 }
 
 @test "--slot-file none turns the KDF limit off" {
 	hold_kdf 1
-	run -0 client_script login-good --slot-file none --max-kdf 1 --login-timeout 2
-	check_golden login-good
+	golden login-good --slot-file none --max-kdf 1 --login-timeout 2
 }
 
 @test "an unusable slot file lets logins go on and says why" {
-	run -0 client_script login-good --slot-file "$T/no-such-dir/slots" --max-kdf 1
-	check_golden login-good
+	golden login-good --slot-file "$T/no-such-dir/slots" --max-kdf 1
 	grep -q "error slots=$T/no-such-dir/slots reason=\"No such file or directory\"" "$HLOG"
 }
 
 @test "the slot file is made empty, mode 0600, and stays empty" {
-	run -0 client_script login-good --max-kdf 1
-	check_golden login-good
+	golden login-good --max-kdf 1
 	[ -f "$SLOTS" ] && [ ! -s "$SLOTS" ]
 	[ "$(stat -c %a "$SLOTS")" = 600 ]
 }
