@@ -91,8 +91,7 @@ stop_adder() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" 127.0.0.1
-	run -0 tcp_script login-good 127.0.0.1 "$port"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$port"
 	grep -q 'peer=127\.0\.0\.1:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 
@@ -100,8 +99,7 @@ stop_adder() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" "[::1]"
-	run -0 tcp_script login-good ::1 "$port"
-	golden_tcp login-good
+	tcp_golden login-good ::1 "$port"
 	grep -q 'peer=\[::1\]:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 

@@ -218,6 +218,13 @@ output_is() {
 	diff -u - <(printf '%s\n' "$output")
 }
 
+# tcp_golden NAME HOST PORT: runs NAME with tcp_script against HOST:PORT,
+# as run -0 does, and compares the replies with NAME.out (golden_tcp).
+tcp_golden() {
+	run -0 tcp_script "$@"
+	golden_tcp "$1"
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"
