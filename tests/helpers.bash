@@ -137,6 +137,15 @@ got() {
 	delivered_count "$MAIL/example.org/$1/Maildir"
 }
 
+# vector_replies N COUNT: the vectors' check-replies.py finds the replies
+# in $T/out.bin to be session-N's expected codes, all COUNT of them.
+vector_replies() {
+	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
+		"$VECTORS/session-$1/session-key.hex" \
+		"$VECTORS/session-$1/expected-codes.txt"
+	[ "$output" = "$2 passed, 0 failed" ]
+}
+
 # login_then LINE...: the lines of a script that logs alice@example.org
 # in (add_test_users), then the given LINEs.
 login_then() {
