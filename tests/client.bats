@@ -145,6 +145,18 @@ keys() {
 	tmux -S "$TMUX_SOCK" send-keys "$@"
 }
 
+# login_typed: at the Command: prompt of a client started with -u
+# alice@example.org, types LOGIN, Enter for the address it offers in
+# brackets, and alice's password; returns once the server's 210 shows.
+login_typed() {
+	keys LOGIN Enter
+	wait_screen '^E-mail address \[alice@example.org\]:$'
+	keys Enter
+	wait_screen 'Password for alice@example.org:'
+	keys 'correct horse' Enter
+	wait_screen 'server: 210 '
+}
+
 # ---- batch mode -------------------------------------------------------------
 
 @test "batch: a body-only mail is delivered as sent" {
@@ -347,12 +359,7 @@ keys() {
 @test "interactive: login with the password not echoed, a mail with a re-typed recipient and an attachment, BYE" {
 	tmux_start "usmtp-client --ca $KEYS/ca.pem -u alice@example.org --exec 'exec $HANDLER 2>>$HLOG'"
 	wait_screen '^Command:'
-	keys LOGIN Enter
-	wait_screen 'E-mail address'
-	keys Enter
-	wait_screen 'Password for alice@example.org:'
-	keys 'correct horse' Enter
-	wait_screen 'server: 210 '
+	login_typed
 	keys 'SEND MAIL' Enter
 	wait_screen '^To:'
 	keys nobody@example.org Enter
@@ -412,12 +419,7 @@ keys() {
 	wait_screen '^Command:'
 	keys help Enter
 	wait_screen 'answered by usmtp-client, not the server'
-	keys LOGIN Enter
-	wait_screen '^E-mail address \[alice@example.org\]:$'
-	keys Enter
-	wait_screen 'Password for alice@example.org:'
-	keys 'correct horse' Enter
-	wait_screen 'server: 210 '
+	login_typed
 	keys 'SEND MAIL' Enter
 	wait_screen '^To:'
 	keys bob@example.org Enter
