@@ -127,13 +127,14 @@ screen() {
 	tmux -S "$TMUX_SOCK" capture-pane -p -S -200
 }
 
+# shows REGEX: the terminal shows REGEX.
+shows() {
+	screen | grep -Eq -- "$1"
+}
+
 # wait_screen REGEX: waits (10 s at most) until the terminal shows REGEX.
 wait_screen() {
-	local i=0
-	while [ $i -lt 200 ]; do
-		if screen | grep -Eq -- "$1"; then return 0; fi
-		sleep 0.05; i=$((i + 1))
-	done
+	wait_until 10 shows "$1" && return 0
 	echo "timed out waiting for /$1/ on:" >&2
 	cat "$HLOG" >&2
 	screen >&2

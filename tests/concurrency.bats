@@ -36,11 +36,7 @@ start_adder() {
 		done
 	) &
 	ADDER=$!
-	local n=0
-	while [ ! -s "$T/added" ] && [ $n -lt 100 ]; do
-		sleep 0.05; n=$((n + 1))
-	done
-	[ -s "$T/added" ]
+	wait_until 5 test -s "$T/added"
 }
 
 # stop_adder: stops the writer, checks it never failed and added some.

@@ -32,6 +32,11 @@ took() {
 	[ "$s" -ge "$2" ] && [ "$s" -le "$3" ]
 }
 
+# tmp_written: a file in bob's Maildir's tmp/.
+tmp_written() {
+	[ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ]
+}
+
 # stall_attachment: hostile stall-attachment as coprocess HC: alice logs
 # in and stops inside an attachment to bob; sets PID, the handler's.
 stall_attachment() {
@@ -67,10 +72,7 @@ stall_attachment() {
 @test "SIGTERM in the middle of an attachment leaves no file behind and logs end reason=signal" {
 	stall_attachment
 	# the message is being written: a file in tmp/, none in new/
-	i=0
-	until [ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ] ||
-	    [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
-	[ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/)" ]
+	wait_until 5 tmp_written
 	kill -TERM "$PID"
 	read -r -t 30 line <&"${HC[0]}"
 	[[ $line == "exit 1 after "* ]]

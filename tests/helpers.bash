@@ -17,6 +17,18 @@ export PATH
 PY=/usr/bin/python3
 export PYTHONDONTWRITEBYTECODE=1
 
+# wait_until SECONDS COMMAND...: runs COMMAND every 0.05 s until it
+# succeeds, for SECONDS at most; fails when it never did.  For servers
+# and files that come into being: never a bare sleep.
+wait_until() {
+	local i=0 n=$(($1 * 20))
+	shift
+	until "$@"; do
+		[ $i -lt $n ] || return 1
+		sleep 0.05; i=$((i + 1))
+	done
+}
+
 # usmtp_keys: make (once per bats run) a CA, server key and certificate in
 # $KEYS with ssl/mkcerts.  Safe to call from every setup().
 usmtp_keys() {
@@ -25,11 +37,7 @@ usmtp_keys() {
 		"$TOP/ssl/mkcerts" "$KEYS" >/dev/null
 		touch "$BATS_RUN_TMPDIR/keys.done"
 	fi
-	local i=0
-	while [ ! -e "$BATS_RUN_TMPDIR/keys.done" ] && [ $i -lt 300 ]; do
-		sleep 0.1; i=$((i + 1))
-	done
-	[ -e "$BATS_RUN_TMPDIR/keys.done" ]
+	wait_until 30 test -e "$BATS_RUN_TMPDIR/keys.done"
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
@@ -252,14 +260,14 @@ free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# listening PORT: something listens on TCP port PORT.
+listening() {
+	[ -n "$(ss -Hltn "sport = :$1")" ]
+}
+
 # wait_port PORT [HOST]: waits (5 s at most) until something listens.
 wait_port() {
-	local i=0
-	while [ $i -lt 100 ]; do
-		if ss -Hltn "sport = :$1" | grep -q .; then return 0; fi
-		sleep 0.05; i=$((i + 1))
-	done
-	return 1
+	wait_until 5 listening "$1"
 }
 
 # start_socket_activate PORT ADDR: runs the handler behind
@@ -334,11 +342,7 @@ syslog_start() {
 	: >"$T/syslog.log"
 	$PY "$TOP/tests/syslog-listen.py" "$SYSLOG_SOCK" "$T/syslog.log" >"$T/syslog.ready" &
 	SYSLOG_PID=$!
-	local i=0
-	while ! grep -q ready "$T/syslog.ready" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
-	grep -q ready "$T/syslog.ready"
+	wait_until 5 grep -qs ready "$T/syslog.ready"
 }
 
 # syslog_stop: stops the listener (and removes /dev/log if it made it).

@@ -23,11 +23,7 @@ teardown() {
 hold_kdf() {
 	"$TOP/tests/unit/limit-test" --hold "$SLOTS" kdf "$1" >"$T/hold.out" 2>&1 &
 	HOLD_PID=$!
-	local i=0
-	while ! grep -q '^held$' "$T/hold.out" && [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
-	grep -q '^held$' "$T/hold.out"
+	wait_until 5 grep -q '^held$' "$T/hold.out"
 }
 
 # login_timed_out: $output is login-good's session cut off at the
@@ -41,11 +37,8 @@ login_timed_out() {
 @test "while every KDF slot is held a login waits, and goes on once one is freed" {
 	hold_kdf 1
 	client_script login-good --max-kdf 1 >"$T/out" &
-	local cpid=$! i=0
-	while ! grep -q ' handshake result=ok' "$HLOG" 2>/dev/null &&
-	    [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
+	local cpid=$!
+	wait_until 5 grep -qs ' handshake result=ok' "$HLOG" || true
 	# Unlimited, the login (at --cost 1) would be over in milliseconds.
 	sleep 1
 	run -1 grep -q ' login user=' "$HLOG"
