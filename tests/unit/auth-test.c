@@ -781,10 +781,7 @@ cleanup(void)
 int
 main(void)
 {
-	if (mkdtemp(dir) == NULL) {
-		printf("Bail out! mkdtemp: %s\n", strerror(errno));
-		return 1;
-	}
+	must(mkdtemp(dir) != NULL, "mkdtemp");
 	test_addr();
 	test_hash();
 	test_db();

@@ -46,18 +46,7 @@ static void	test_writers(void);
 static void	test_race(void);
 static void	test_damaged(void);
 static void	test_foreign(void);
-static void	must(int cond, const char *what);
 static void	cleanup(void);
-
-/* Set-up steps that cannot fail unless the machine is broken. */
-static void
-must(int cond, const char *what)
-{
-	if (!cond) {
-		printf("Bail out! %s: %s\n", what, strerror(errno));
-		exit(1);
-	}
-}
 
 /* Block number n: n in its first 8 bytes, the same random tail. */
 static void
