@@ -51,7 +51,6 @@ static void	fastest_checks(struct userdb *, const char *const [3][2],
 static int	count_user(void *, const char *, const char *);
 static void	writer(const char *, const char *);
 static void	onterm(int);
-static void	cleanup(void);
 
 static void
 good_addr(const char *in, const char *want)
@@ -768,16 +767,6 @@ test_locked(void)
 	waitpid(pid, &status, 0);
 }
 
-static void
-cleanup(void)
-{
-	char cmd[300];
-
-	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) < (int)sizeof(cmd))
-		if (system(cmd) != 0)
-			printf("# could not remove %s\n", dir);
-}
-
 int
 main(void)
 {
@@ -791,6 +780,6 @@ main(void)
 	test_init();
 	test_concurrent();
 	test_locked();
-	cleanup();
+	remove_tree(dir);
 	return tap_done();
 }
