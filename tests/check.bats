@@ -73,6 +73,15 @@ openssl_ca_cert() {
 	    -out "$T/$1.pem" 2>/dev/null
 }
 
+# refused LINE COMMAND...: the --check command line COMMAND exits 78, and
+# its stderr is the one line LINE.
+refused() {
+	local line=$1
+	shift
+	run -78 --separate-stderr "$@"
+	diff -u <(printf '%s\n' "$line") <(printf '%s\n' "$stderr")
+}
+
 @test "a good setup passes: nothing printed, exit 0" {
 	run -0 --separate-stderr $CHECK
 	[ -z "$output" ]
@@ -111,8 +120,8 @@ openssl_ca_cert() {
 	noise-cert = none
 	noise-key = none
 	EOF
-	run -78 --separate-stderr usmtp-handler --check --config "$T/usmtp.conf"
-	[ "$stderr" = "usmtp-handler: $T/nowhere.key: no such file; fix --key, or make the key with mkcerts (README, Setting up a server)" ]
+	refused "usmtp-handler: $T/nowhere.key: no such file; fix --key, or make the key with mkcerts (README, Setting up a server)" \
+	    usmtp-handler --check --config "$T/usmtp.conf"
 	run -0 --separate-stderr usmtp-handler --check -v --config "$T/usmtp.conf" --key "$K/server.key"
 	[ "${lines[0]}" = "usmtp-handler: $T/usmtp.conf: read" ]
 	[[ $output != *throttle* ]]
@@ -121,44 +130,40 @@ openssl_ca_cert() {
 }
 
 @test "a --config file that is not there: its line, naming the option, and 78" {
-	run -78 --separate-stderr usmtp-handler --check --config "$T/nowhere.conf"
-	[ "$stderr" = "usmtp-handler: --config $T/nowhere.conf: No such file or directory" ]
+	refused "usmtp-handler: --config $T/nowhere.conf: No such file or directory" \
+	    usmtp-handler --check --config "$T/nowhere.conf"
 }
 
 @test "a missing key: its line and 78" {
 	rm "$K/server.key"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $K/server.key: no such file; fix --key, or make the key with mkcerts (README, Setting up a server)" ]
+	refused "usmtp-handler: $K/server.key: no such file; fix --key, or make the key with mkcerts (README, Setting up a server)" $CHECK
 }
 
 @test "a key group or others may read: its line with the chmod to run, and 78" {
 	chmod 640 "$K/server.key"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $K/server.key: group or others may read it; run: chmod 600 $K/server.key" ]
+	refused "usmtp-handler: $K/server.key: group or others may read it; run: chmod 600 $K/server.key" $CHECK
 }
 
 @test "a key that does not match the certificate: its line and 78" {
 	openssl genrsa -out "$K/server.key" 2048 2>/dev/null
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $K/server.key: does not match $K/server.pem; give --key the key made with that certificate" ]
+	refused "usmtp-handler: $K/server.key: does not match $K/server.pem; give --key the key made with that certificate" $CHECK
 }
 
 @test "a key that is no RSA-2048 key: its line and 78" {
 	openssl genrsa -out "$K/server.key" 1024 2>/dev/null
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $K/server.key: not an RSA-2048 key (usmtp(7), Handshake); fix --key" ]
+	refused "usmtp-handler: $K/server.key: not an RSA-2048 key (usmtp(7), Handshake); fix --key" $CHECK
 }
 
 @test "an expired certificate made with openssl: its line and 78" {
 	openssl_ca_cert old 20200101000000Z 20210101000000Z
-	run -78 --separate-stderr $CHECK --cert "$T/old.pem" --key "$T/old.key"
-	[ "$stderr" = "usmtp-handler: $T/old.pem: expired on 2021-01-01 00:00:00 UTC: clients refuse it; make a new one with mkcerts (README, Setting up a server)" ]
+	refused "usmtp-handler: $T/old.pem: expired on 2021-01-01 00:00:00 UTC: clients refuse it; make a new one with mkcerts (README, Setting up a server)" \
+	    $CHECK --cert "$T/old.pem" --key "$T/old.key"
 }
 
 @test "a certificate not yet valid: its line and 78" {
 	openssl_ca_cert new 20991231000000Z 21000101000000Z
-	run -78 --separate-stderr $CHECK --cert "$T/new.pem" --key "$T/new.key"
-	[ "$stderr" = "usmtp-handler: $T/new.pem: not valid before 2099-12-31 00:00:00 UTC: clients refuse it; check the clock, or make a new one with mkcerts" ]
+	refused "usmtp-handler: $T/new.pem: not valid before 2099-12-31 00:00:00 UTC: clients refuse it; check the clock, or make a new one with mkcerts" \
+	    $CHECK --cert "$T/new.pem" --key "$T/new.key"
 }
 
 @test "a certificate ending within 30 days: a warning line, and still 0" {
@@ -171,42 +176,39 @@ openssl_ca_cert() {
 }
 
 @test "secure mode: --noise-cert without --noise-key, and an RSA key given as the X25519 one" {
-	run -78 --separate-stderr $CHECK --noise-cert "$K/server-x25519.pem"
-	[ "$stderr" = "usmtp-handler: $K/server-x25519.pem: --noise-cert without --noise-key: secure mode needs both (or neither)" ]
-	run -78 --separate-stderr $CHECK --noise-cert "$K/server-x25519.pem" --noise-key "$K/server.key"
-	[ "$stderr" = "usmtp-handler: $K/server.key: not an X25519 key (usmtp(7), SECURE MODE); fix --noise-key" ]
+	refused "usmtp-handler: $K/server-x25519.pem: --noise-cert without --noise-key: secure mode needs both (or neither)" \
+	    $CHECK --noise-cert "$K/server-x25519.pem"
+	refused "usmtp-handler: $K/server.key: not an X25519 key (usmtp(7), SECURE MODE); fix --noise-key" \
+	    $CHECK --noise-cert "$K/server-x25519.pem" --noise-key "$K/server.key"
 }
 
 @test "a missing users database: its line, with the command that makes one, and 78" {
 	rm "$DB"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $DB: no such file; fix --users, or make an empty database: usmtp-users --db $DB init" ]
+	refused "usmtp-handler: $DB: no such file; fix --users, or make an empty database: usmtp-users --db $DB init" $CHECK
 }
 
 @test "a file that is not a users database is called that, and 78" {
 	head -c 8192 /dev/urandom >"$DB"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $DB: not a users database (GDBM: Bad magic number); check the path, or move the file away and run usmtp-users init" ]
+	refused "usmtp-handler: $DB: not a users database (GDBM: Bad magic number); check the path, or move the file away and run usmtp-users init" $CHECK
 }
 
 @test "a missing Maildir base directory: its line and 78" {
 	rmdir "$MAIL"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $MAIL: the Maildir base directory of --maildir $MAIL/%d/%u/Maildir does not exist; run: install -d -o root -g root $MAIL" ]
+	refused "usmtp-handler: $MAIL: the Maildir base directory of --maildir $MAIL/%d/%u/Maildir does not exist; run: install -d -o root -g root $MAIL" $CHECK
 }
 
 @test "a bad Maildir template: its line and 78" {
-	run -78 --separate-stderr $CHECK --maildir "$MAIL/%x/Maildir"
-	[ "$stderr" = "usmtp-handler: $MAIL/%x/Maildir: bad Maildir template: only %u, %d, %a and %% may follow a %; fix --maildir" ]
+	refused "usmtp-handler: $MAIL/%x/Maildir: bad Maildir template: only %u, %d, %a and %% may follow a %; fix --maildir" \
+	    $CHECK --maildir "$MAIL/%x/Maildir"
 }
 
 @test "a sendmail that is not executable: its line and 78; an executable one passes" {
 	printf '#!/bin/sh\nexit 0\n' >"$T/sendmail"
 	chmod 644 "$T/sendmail"
-	run -78 --separate-stderr $CHECK --sendmail "$T/sendmail"
-	[ "$stderr" = "usmtp-handler: $T/sendmail: user root may not run it (not an executable file); fix --sendmail" ]
-	run -78 --separate-stderr $CHECK --sendmail "$T/no-sendmail"
-	[ "$stderr" = "usmtp-handler: $T/no-sendmail: no such file; fix --sendmail (Postfix's is /usr/sbin/sendmail)" ]
+	refused "usmtp-handler: $T/sendmail: user root may not run it (not an executable file); fix --sendmail" \
+	    $CHECK --sendmail "$T/sendmail"
+	refused "usmtp-handler: $T/no-sendmail: no such file; fix --sendmail (Postfix's is /usr/sbin/sendmail)" \
+	    $CHECK --sendmail "$T/no-sendmail"
 	chmod 755 "$T/sendmail"
 	run -0 --separate-stderr $CHECK --sendmail "$T/sendmail" --recipients any -v
 	[[ $output == *"usmtp-handler: $T/sendmail: sendmail program, recipients any"* ]]
@@ -214,22 +216,21 @@ openssl_ca_cert() {
 }
 
 @test "a missing throttle directory: its line and 78" {
-	run -78 --separate-stderr $CHECK --throttle-db "$T/no-such-dir/throttle.db"
-	[ "$stderr" = "usmtp-handler: $T/no-such-dir: no such directory (throttle file, --throttle-db); run: install -d -m 0700 -o root -g root $T/no-such-dir" ]
+	refused "usmtp-handler: $T/no-such-dir: no such directory (throttle file, --throttle-db); run: install -d -m 0700 -o root -g root $T/no-such-dir" \
+	    $CHECK --throttle-db "$T/no-such-dir/throttle.db"
 }
 
 @test "a throttle file that is none is named, and left as it was" {
 	head -c 4096 /dev/zero | tr '\0' x >"$T/throttle.db"
 	chmod 600 "$T/throttle.db"
 	cp "$T/throttle.db" "$T/before"
-	run -78 --separate-stderr $CHECK
-	[ "$stderr" = "usmtp-handler: $T/throttle.db: damaged or not a usmtp throttle file (bad magic); fix --throttle-db (the handler replaces only a damaged file of its own)" ]
+	refused "usmtp-handler: $T/throttle.db: damaged or not a usmtp throttle file (bad magic); fix --throttle-db (the handler replaces only a damaged file of its own)" $CHECK
 	cmp "$T/before" "$T/throttle.db"
 }
 
 @test "--recipients any with Maildir delivery: its line and 78" {
-	run -78 --separate-stderr $CHECK --recipients any
-	[ "$stderr" = "usmtp-handler: --recipients any needs --sendmail: Maildir delivery can only deliver to users in the database; set recipients = local, or deliver with --sendmail" ]
+	refused "usmtp-handler: --recipients any needs --sendmail: Maildir delivery can only deliver to users in the database; set recipients = local, or deliver with --sendmail" \
+	    $CHECK --recipients any
 }
 
 @test "every problem gets its own line" {
@@ -259,16 +260,14 @@ openssl_ca_cert() {
 @test "as the service's user: a key it may not read" {
 	nobody_setup
 	chown root "$W/etc/server.key"
-	run -78 --separate-stderr $NCHECK
-	[ "$stderr" = "usmtp-handler: $W/etc/server.key: user nobody may not read it; run: chown nobody $W/etc/server.key" ]
+	refused "usmtp-handler: $W/etc/server.key: user nobody may not read it; run: chown nobody $W/etc/server.key" $NCHECK
 }
 
 @test "as the service's user: a readable key owned by another user needs chown and chmod" {
 	nobody_setup
 	chown root "$W/etc/server.key"
 	chmod 644 "$W/etc/server.key"
-	run -78 --separate-stderr $NCHECK
-	[ "$stderr" = "usmtp-handler: $W/etc/server.key: group or others may read it; run: chown nobody $W/etc/server.key && chmod 600 $W/etc/server.key" ]
+	refused "usmtp-handler: $W/etc/server.key: group or others may read it; run: chown nobody $W/etc/server.key && chmod 600 $W/etc/server.key" $NCHECK
 }
 
 @test "as the service's user: a configuration directory it may not enter" {
@@ -282,8 +281,7 @@ openssl_ca_cert() {
 @test "as the service's user: a users database it may not read" {
 	nobody_setup
 	chgrp root "$W/etc/users.db"
-	run -78 --separate-stderr $NCHECK
-	[ "$stderr" = "usmtp-handler: $W/etc/users.db: user nobody may not read it; run: chgrp nogroup $W/etc/users.db && chmod 640 $W/etc/users.db" ]
+	refused "usmtp-handler: $W/etc/users.db: user nobody may not read it; run: chgrp nogroup $W/etc/users.db && chmod 640 $W/etc/users.db" $NCHECK
 }
 
 @test "as the service's user: a Maildir base it may not write, a domain without its directory" {
@@ -299,13 +297,11 @@ openssl_ca_cert() {
 	install -d -o nobody "$W/mail/example.org/bob"
 	install -d -o nobody "$W/mail/example.org/bob/Maildir"
 	install -d -o root -m 0755 "$W/mail/example.org/bob/Maildir/tmp"
-	run -78 --separate-stderr $NCHECK
-	[ "$stderr" = "usmtp-handler: $W/mail/example.org/bob/Maildir/tmp: user nobody may not write in it (bob@example.org's Maildir); run: chown nobody:nogroup $W/mail/example.org/bob/Maildir/tmp" ]
+	refused "usmtp-handler: $W/mail/example.org/bob/Maildir/tmp: user nobody may not write in it (bob@example.org's Maildir); run: chown nobody:nogroup $W/mail/example.org/bob/Maildir/tmp" $NCHECK
 }
 
 @test "as the service's user: a throttle directory it may not write in" {
 	nobody_setup
 	chown root "$W/state"
-	run -78 --separate-stderr $NCHECK
-	[ "$stderr" = "usmtp-handler: $W/state: user nobody may not write in it (throttle file, --throttle-db); run: chown nobody:nogroup $W/state" ]
+	refused "usmtp-handler: $W/state: user nobody may not write in it (throttle file, --throttle-db); run: chown nobody:nogroup $W/state" $NCHECK
 }

@@ -10,14 +10,10 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
+	client_setup
 	export XDG_CONFIG_HOME=$T/xdg
 	mkdir -p "$XDG_CONFIG_HOME/usmtp"
 	CONF=$XDG_CONFIG_HOME/usmtp/client.conf
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
-	unset USMTP_PASSWORD
 	SA_PID=
 	PORT=
 }
@@ -38,10 +34,20 @@ conf() {
 	chmod 600 "$CONF"
 }
 
+# refused STATUS [OPTION...]: usmtp-client, with OPTIONs, sending
+# bob@example.org a message exits STATUS and never starts the server (an
+# --exec that would leave $T/started); its stderr is in $stderr.
+refused() {
+	local status=$1
+	shift
+	run -"$status" --separate-stderr usmtp-client "$@" \
+		--exec "touch $T/started" -s x bob@example.org <<<"b"
+	[ ! -e "$T/started" ]
+}
+
 @test "with the file in \$XDG_CONFIG_HOME, a recipient and a subject are all it takes" {
 	listen
-	conf "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw"
+	alice_conf "$CONF"
 	run -0 --separate-stderr timeout 60 usmtp-client -s configured \
 		bob@example.org <<<"body"
 	[ -z "$stderr" ]
@@ -113,62 +119,52 @@ conf() {
 
 @test "--config names another file; missing, it is an error (78)" {
 	listen
-	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw" >"$T/other.conf"
-	chmod 600 "$T/other.conf"
+	alice_conf "$T/other.conf"
 	conf "host 192.0.2.1"
 	run -0 --separate-stderr timeout 60 usmtp-client --config "$T/other.conf" \
 		-s other bob@example.org <<<"b"
 	[ "$(delivered_count)" -eq 1 ]
-	run -78 --separate-stderr usmtp-client --config "$T/none.conf" \
-		-s x bob@example.org <<<"b"
+	refused 78 --config "$T/none.conf"
 	[ "$stderr" = "usmtp-client: $T/none.conf: No such file or directory" ]
 }
 
 @test "an unknown account is an error (78), also without a file" {
 	conf "account a" "host 127.0.0.1"
-	run -78 --separate-stderr usmtp-client -A b -s x bob@example.org <<<"b"
+	refused 78 -A b
 	[ "$stderr" = "usmtp-client: $CONF: no account b" ]
 	rm "$CONF"
-	run -78 --separate-stderr usmtp-client -A b -s x bob@example.org <<<"b"
+	refused 78 -A b
 	[ "$stderr" = "usmtp-client: $CONF: no such file, so no account b" ]
 }
 
 @test "errors in the file name the file and the line, and nothing is sent" {
 	conf "# comment" "host 127.0.0.1" "hots example.org"
-	run -78 --separate-stderr usmtp-client --exec "touch $T/started" \
-		-s x bob@example.org <<<"b"
+	refused 78
 	[ "$stderr" = "usmtp-client: $CONF:3: unknown key 'hots'" ]
 	conf "defaults" "port 99999"
-	run -78 --separate-stderr usmtp-client -s x bob@example.org <<<"b"
+	refused 78
 	[[ $stderr == "usmtp-client: $CONF:2: port must be a number from 1 to 65535"* ]]
 	conf "secure maybe"
-	run -78 --separate-stderr usmtp-client -s x bob@example.org <<<"b"
+	refused 78
 	[[ $stderr == "usmtp-client: $CONF:1: secure must be prefer, require or off"* ]]
-	[ ! -e "$T/started" ]
 }
 
 @test "a configuration file others may read is refused with the chmod to run" {
 	conf "host 127.0.0.1"
 	chmod 644 "$CONF"
-	run -78 --separate-stderr usmtp-client --exec "touch $T/started" \
-		-s x bob@example.org <<<"b"
+	refused 78
 	[ "$stderr" = "usmtp-client: $CONF: group or others may access it (mode 0644); run: chmod 600 $CONF" ]
-	[ ! -e "$T/started" ]
 }
 
 @test "a password file others may read is refused with the chmod to run (66), before connecting" {
 	chmod 640 "$T/pw"
 	conf "ca $KEYS/ca.pem" "user alice@example.org" "password-file $T/pw"
-	run -66 --separate-stderr usmtp-client --exec "touch $T/started" \
-		-s x bob@example.org <<<"b"
+	refused 66
 	[ "$stderr" = "usmtp-client: $T/pw: group or others may access it (mode 0640); run: chmod 600 $T/pw" ]
 	# the same from the command line
-	run -66 --separate-stderr usmtp-client --ca "$KEYS/ca.pem" \
-		-u alice@example.org --password-file "$T/pw" \
-		--exec "touch $T/started" -s x bob@example.org <<<"b"
+	refused 66 --ca "$KEYS/ca.pem" -u alice@example.org \
+		--password-file "$T/pw"
 	[[ $stderr == *"run: chmod 600 $T/pw" ]]
-	[ ! -e "$T/started" ]
 }
 
 @test "password-command: the first line of its output is the password" {
@@ -182,33 +178,25 @@ conf() {
 
 @test "a password command that fails: 66, the file named, nothing sent" {
 	conf "ca $KEYS/ca.pem" "user alice@example.org" "password-command exit 3"
-	run -66 --separate-stderr usmtp-client --exec "touch $T/started" \
-		-s x bob@example.org <<<"b"
+	refused 66
 	[ "$stderr" = "usmtp-client: $CONF: password-command exited with status 3" ]
 	# --password-command on the command line, the same
-	run -66 --separate-stderr usmtp-client --ca "$KEYS/ca.pem" \
-		-u alice@example.org --password-command "exit 4" \
-		--exec "touch $T/started" -s x bob@example.org <<<"b"
+	refused 66 --ca "$KEYS/ca.pem" -u alice@example.org \
+		--password-command "exit 4"
 	[ "$stderr" = "usmtp-client: password-command exited with status 4" ]
-	[ ! -e "$T/started" ]
 }
 
 @test "an empty password is refused before connecting: file, command, USMTP_PASSWORD" {
 	: >"$T/empty"
 	chmod 600 "$T/empty"
-	run -66 --separate-stderr usmtp-client --ca "$KEYS/ca.pem" \
-		-u alice@example.org --password-file "$T/empty" \
-		--exec "touch $T/started" -s x bob@example.org <<<"b"
+	refused 66 --ca "$KEYS/ca.pem" -u alice@example.org \
+		--password-file "$T/empty"
 	[[ $stderr == *"the password (the first line) is empty"* ]]
-	run -66 --separate-stderr usmtp-client --ca "$KEYS/ca.pem" \
-		-u alice@example.org --password-command "echo" \
-		--exec "touch $T/started" -s x bob@example.org <<<"b"
+	refused 66 --ca "$KEYS/ca.pem" -u alice@example.org \
+		--password-command "echo"
 	[[ $stderr == *"empty"* ]]
-	USMTP_PASSWORD= run -64 --separate-stderr usmtp-client --ca "$KEYS/ca.pem" \
-		-u alice@example.org --exec "touch $T/started" \
-		-s x bob@example.org <<<"b"
+	USMTP_PASSWORD= refused 64 --ca "$KEYS/ca.pem" -u alice@example.org
 	[ "$stderr" = "usmtp-client: USMTP_PASSWORD is empty: an empty password is never sent" ]
-	[ ! -e "$T/started" ]
 	[ ! -e "$T/throttle.db" ]
 }
 
@@ -240,9 +228,7 @@ conf() {
 
 @test "-p takes 1 to 65535 only: anything else is a usage error before connecting" {
 	for p in 0 65536 99999 -1 12x ''; do
-		run -64 --separate-stderr usmtp-client -p "$p" -u a@example.org \
-			--exec "touch $T/started" -s x bob@example.org <<<"b"
+		refused 64 -p "$p" -u a@example.org
 		[ "$stderr" = "usmtp-client: -p $p: a port is a number from 1 to 65535" ]
 	done
-	[ ! -e "$T/started" ]
 }

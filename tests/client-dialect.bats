@@ -7,10 +7,7 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
+	client_setup
 	REF="$PY $TOP/tests/reference-server.py $T/offers.log -- $HANDLER"
 }
 

@@ -9,24 +9,16 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
-	unset USMTP_PASSWORD
-	mkdir -p "$T/bin" "$T/home/.config/usmtp"
-	ln -s "$TOP/usmtp-client" "$T/bin/usmtp-sendmail"
-	SM=$T/bin/usmtp-sendmail
+	client_setup
+	sendmail_link
+	mkdir -p "$T/home/.config/usmtp"
 	export HOME=$T/home
 	# s-nail hands its helpers the password database's HOME, not ours:
 	# XDG_CONFIG_HOME passes through
 	export XDG_CONFIG_HOME=$HOME/.config
 	PORT=$(free_port)
 	start_socket_activate "$PORT" 127.0.0.1
-	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw" \
-		>"$HOME/.config/usmtp/client.conf"
-	chmod 600 "$HOME/.config/usmtp/client.conf"
+	alice_conf "$HOME/.config/usmtp/client.conf"
 }
 
 teardown() {

@@ -7,13 +7,9 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
+	client_setup
 	add_user carol@example.org carol-pw
 	add_user dave@example.org dave-pw
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
-	unset USMTP_PASSWORD
 }
 
 # send [client options and operands]: alice sends, the body on standard
@@ -23,11 +19,6 @@ send() {
 	timeout 60 usmtp-client --ca "$KEYS/ca.pem" -u alice@example.org \
 		--password-file "$T/pw" -s recipients \
 		--exec "exec $HANDLER ${HOPTS:-} 2>>$HLOG" "$@"
-}
-
-# got USER: the messages in USER@example.org's Maildir.
-got() {
-	ls "$MAIL/example.org/$1/Maildir/new/" 2>/dev/null | wc -l
 }
 
 @test "three recipients as operands: three SEND MAILs in one session" {

@@ -7,9 +7,7 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
+	client_setup
 	FAKE="$PY $TOP/tests/fake-server.py $KEYS/server.key $KEYS/server.pem"
 }
 

@@ -7,13 +7,9 @@
 load helpers
 
 setup() {
-	usmtp_setup
+	client_setup
 	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
-	add_test_users
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
 	FAKE="$PY $TOP/tests/fake-server.py $KEYS/server.key $KEYS/server.pem"
-	unset USMTP_PASSWORD
 	SA_PID=
 }
 

@@ -10,13 +10,8 @@ load helpers
 # ---- helpers of this file ------------------------------------------------
 
 setup() {
-	usmtp_setup
-	add_user alice@example.org "correct horse"
-	add_user bob@example.org bob-pw
-	printf 'correct horse\n' > "$T/pw"
-	chmod 600 "$T/pw"
+	client_setup
 	printf 'body\n' > "$T/body"
-	unset USMTP_PASSWORD
 	SA_PID=
 	TMUX_SOCK=
 }
@@ -132,13 +127,14 @@ screen() {
 	tmux -S "$TMUX_SOCK" capture-pane -p -S -200
 }
 
+# shows REGEX: the terminal shows REGEX.
+shows() {
+	screen | grep -Eq -- "$1"
+}
+
 # wait_screen REGEX: waits (10 s at most) until the terminal shows REGEX.
 wait_screen() {
-	local i=0
-	while [ $i -lt 200 ]; do
-		if screen | grep -Eq -- "$1"; then return 0; fi
-		sleep 0.05; i=$((i + 1))
-	done
+	wait_until 10 shows "$1" && return 0
 	echo "timed out waiting for /$1/ on:" >&2
 	cat "$HLOG" >&2
 	screen >&2
@@ -150,6 +146,18 @@ keys() {
 	tmux -S "$TMUX_SOCK" send-keys "$@"
 }
 
+# login_typed: at the Command: prompt of a client started with -u
+# alice@example.org, types LOGIN, Enter for the address it offers in
+# brackets, and alice's password; returns once the server's 210 shows.
+login_typed() {
+	keys LOGIN Enter
+	wait_screen '^E-mail address \[alice@example.org\]:$'
+	keys Enter
+	wait_screen 'Password for alice@example.org:'
+	keys 'correct horse' Enter
+	wait_screen 'server: 210 '
+}
+
 # ---- batch mode -------------------------------------------------------------
 
 @test "batch: a body-only mail is delivered as sent" {
@@ -157,13 +165,13 @@ keys() {
 		run -0 --separate-stderr batch -t bob@example.org -s "body only"
 		[ -z "$output" ] && [ -z "$stderr" ]
 	}
-	[ "$(delivered_count)" -eq 1 ]
-	run -0 mail_parts "$(delivered)"
-	[ "${lines[0]}" = "from: alice@example.org" ]
-	[ "${lines[1]}" = "to: bob@example.org" ]
-	[ "${lines[2]}" = "subject: body only" ]
-	[ "${lines[3]}" = "body: 'Hello Bob,\\n\\nthe body.\\n'" ]
-	[ "${#lines[@]}" -eq 4 ]
+	run -0 mail_parts "$(the_message)"
+	output_is <<-\EOF
+	from: alice@example.org
+	to: bob@example.org
+	subject: body only
+	body: 'Hello Bob,\n\nthe body.\n'
+	EOF
 }
 
 @test "batch: five attachments arrive byte for byte (binary, NULs, trailing spaces, empty, non-ASCII name)" {
@@ -352,12 +360,7 @@ keys() {
 @test "interactive: login with the password not echoed, a mail with a re-typed recipient and an attachment, BYE" {
 	tmux_start "usmtp-client --ca $KEYS/ca.pem -u alice@example.org --exec 'exec $HANDLER 2>>$HLOG'"
 	wait_screen '^Command:'
-	keys LOGIN Enter
-	wait_screen 'E-mail address'
-	keys Enter
-	wait_screen 'Password for alice@example.org:'
-	keys 'correct horse' Enter
-	wait_screen 'server: 210 '
+	login_typed
 	keys 'SEND MAIL' Enter
 	wait_screen '^To:'
 	keys nobody@example.org Enter
@@ -417,12 +420,7 @@ keys() {
 	wait_screen '^Command:'
 	keys help Enter
 	wait_screen 'answered by usmtp-client, not the server'
-	keys LOGIN Enter
-	wait_screen '^E-mail address \[alice@example.org\]:$'
-	keys Enter
-	wait_screen 'Password for alice@example.org:'
-	keys 'correct horse' Enter
-	wait_screen 'server: 210 '
+	login_typed
 	keys 'SEND MAIL' Enter
 	wait_screen '^To:'
 	keys bob@example.org Enter

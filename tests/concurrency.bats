@@ -36,11 +36,7 @@ start_adder() {
 		done
 	) &
 	ADDER=$!
-	local n=0
-	while [ ! -s "$T/added" ] && [ $n -lt 100 ]; do
-		sleep 0.05; n=$((n + 1))
-	done
-	[ -s "$T/added" ]
+	wait_until 5 test -s "$T/added"
 }
 
 # stop_adder: stops the writer, checks it never failed and added some.
@@ -59,8 +55,7 @@ stop_adder() {
 	start_adder
 	local i
 	for i in $(seq "$SESSIONS"); do
-		run -0 client_script login-good
-		check_golden login-good
+		golden login-good
 	done
 	stop_adder
 	[ "$(grep -c 'login user=alice@example.org result=ok' "$HLOG")" -eq "$SESSIONS" ]
@@ -92,8 +87,7 @@ stop_adder() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" 127.0.0.1
-	run -0 tcp_script login-good 127.0.0.1 "$port"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$port"
 	grep -q 'peer=127\.0\.0\.1:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 
@@ -101,8 +95,7 @@ stop_adder() {
 	local port
 	port=$(free_port)
 	start_socket_activate "$port" "[::1]"
-	run -0 tcp_script login-good ::1 "$port"
-	golden_tcp login-good
+	tcp_golden login-good ::1 "$port"
 	grep -q 'peer=\[::1\]:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 

@@ -18,78 +18,20 @@ TEXT may hold \\xNN escapes.  Two handshake answers can be replaced:
 Each client frame read is logged on standard error, decrypted.
 """
 import codecs
-import os
 import sys
 import time
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives import serialization
 
-CRLF2 = b"\r\n\r\n"
-buf = b""
-
-
-class Out:
-    """Writes whole buffers to standard output (a socket)."""
-
-    @staticmethod
-    def write(data):
-        while data:
-            data = data[os.write(1, data):]
-
-
-out = Out()
+from usmtplib import CRLF2, OAEP, fd_reader, frame, write_all
 
 
 def unescape(text):
     return codecs.escape_decode(text.encode())[0]
 
 
-def more():
-    global buf
-    d = os.read(0, 65536)
-    if not d:
-        sys.exit(0)
-    buf += d
-
-
-def read_plain():
-    global buf
-    while CRLF2 not in buf:
-        more()
-    i = buf.index(CRLF2)
-    f, buf = buf[:i], buf[i + 4:]
-    return f
-
-
-def read_count(n):
-    global buf
-    while len(buf) < n:
-        more()
-    f, buf = buf[:n], buf[n:]
-    return f
-
-
-def read_cipher(key):
-    global buf
-    while True:
-        k = 16
-        while k + 4 <= len(buf):
-            for term in (CRLF2, b"." + CRLF2):
-                if buf[k:k + len(term)] == term:
-                    dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
-                    text = dec.update(buf[:k]) + dec.finalize()
-                    buf = buf[k + len(term):]
-                    return text.rstrip(b" ")
-            k += 16
-        more()
-
-
-def send_cipher(key, text):
-    pad = 16 - len(text) % 16
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    out.write(enc.update(text + b" " * pad) + enc.finalize() + CRLF2)
+def out(data):
+    write_all(1, data)
 
 
 def main():
@@ -106,35 +48,37 @@ def main():
     keyfile, certfile, steps = args[0], args[1], args[2:]
     priv = serialization.load_pem_private_key(open(keyfile, "rb").read(), None)
     pem = open(certfile, "rb").read()
-    read_plain()
+    client = fd_reader(0)
+    client.plain()
     if hello is not None:
-        out.write(hello + CRLF2)
+        out(hello + CRLF2)
         return
-    out.write(b"201 ssl valid" + CRLF2)
-    if b"noise" in read_plain().lower():
+    out(b"201 ssl valid" + CRLF2)
+    if b"noise" in client.plain().lower():
         # a USMTP 1.0 server: the secure offer is an unknown algorithm
-        out.write(b"502 Unsupported encryption algorithm." + CRLF2)
+        out(b"502 Unsupported encryption algorithm." + CRLF2)
         return
     if algos is not None:
-        out.write(algos + b"." + CRLF2)
+        out(algos + b"." + CRLF2)
         return
-    out.write(b"202 algos valid" + pem + b"." + CRLF2)
-    block = read_count(256 + 4)[:256]
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                        algorithm=hashes.SHA256(), label=None)
-    key = priv.decrypt(block, oaep)
-    out.write(b"203 symetric key decryption done" + CRLF2)
-    send_cipher(key, b"100 Hello supported_protocols usmtp supported_versions 1.0")
-    read_cipher(key)
+    out(b"202 algos valid" + pem + b"." + CRLF2)
+    key = priv.decrypt(client.count(256 + 4)[:256], OAEP)
+    out(b"203 symetric key decryption done" + CRLF2)
+    out(frame(key, b"100 Hello supported_protocols usmtp supported_versions 1.0"))
+    terms = (CRLF2, b"." + CRLF2)
+    client.cipher(key, terms)
     for step in steps:
         if step == "@stall":
             time.sleep(60)
             return
         if step == "@close":
             return
-        sys.stderr.write("fake-server: got %r\n" % read_cipher(key))
+        sys.stderr.write("fake-server: got %r\n" % client.cipher(key, terms))
         for text in step.split("|"):
-            send_cipher(key, unescape(text))
+            out(frame(key, unescape(text)))
 
 
-main()
+try:
+    main()
+except EOFError:
+    pass    # the client closed the connection

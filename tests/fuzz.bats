@@ -17,31 +17,36 @@ replay() {
 	"$TOP/tests/fuzz/fuzz-$1" -runs=1 "${files[@]}" 2>&1
 }
 
+# replays_clean TARGET: fuzz-TARGET replays seeds/TARGET, then
+# regressions/TARGET, each with exit 0 and no sanitizer report; $output
+# is then the regressions' run.
+replays_clean() {
+	local dir
+	for dir in seeds regressions; do
+		run -0 replay "$1" "$dir/$1"
+		[[ "$output" != *"runtime error"* ]]
+	done
+}
+
 @test "the frame reader fuzzer replays its seeds and regressions clean" {
-	run -0 replay frame seeds/frame
-	run -0 replay frame regressions/frame
+	replays_clean frame
 }
 
 @test "the session fuzzer replays its seeds and regressions clean" {
-	run -0 replay session seeds/session
-	run -0 replay session regressions/session
+	replays_clean session
 }
 
 @test "the message reader fuzzer replays its seeds and regressions clean" {
-	run -0 replay msgin seeds/msgin
-	run -0 replay msgin regressions/msgin
+	replays_clean msgin
 	[[ "$output" == *nul-in-header-address* ]]
-	[[ "$output" != *"runtime error"* ]]
 }
 
 @test "the PROXY header fuzzer replays its seeds and regressions clean" {
-	run -0 replay proxy seeds/proxy
-	run -0 replay proxy regressions/proxy
+	replays_clean proxy
 }
 
 @test "the secure record fuzzer replays its seeds and regressions clean" {
-	run -0 replay record seeds/record
-	run -0 replay record regressions/record
+	replays_clean record
 }
 
 @test "an empty plain frame can be the first thing queued (UBSan: memcpy to NULL)" {

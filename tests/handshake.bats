@@ -11,47 +11,59 @@ setup() {
 	add_test_users
 }
 
+# long_command N REPLY STATUS: a session that sends, after the greeting,
+# a command of N bytes ("xxx..."), then BYE; the reply to the command
+# must be REPLY, and the handler's exit status STATUS.
+long_command() {
+	printf '%s\n' handshake "send 1.0 Hello" \
+		"send $(head -c "$1" /dev/zero | tr '\0' x)" "send BYE" \
+		>"$T/long.in"
+	run -0 client_script "$T/long.in"
+	[ "${lines[4]}" = "$2" ]
+	[ "${lines[5]}" = "[handler exit $3]" ]
+}
+
+# big_body_script: prints a script that sends bob a message with a
+# 2000-byte body, then BYE.
+big_body_script() {
+	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
+	    "send 0" "send BYE"
+}
+
 @test "the document's spellings: handshake, greeting, unknown command, BYE exits 0" {
-	run -0 client_script hs-document
-	check_golden hs-document
+	golden hs-document
 	grep -q 'handshake result=ok dialect=document' "$HLOG"
 	grep -q 'end reason=bye state=S_COMMAND' "$HLOG"
 }
 
 @test "the reference client's spellings select the reference dialect" {
-	run -0 client_script hs-reference
-	check_golden hs-reference
+	golden hs-reference
 	grep -q 'handshake result=ok dialect=reference' "$HLOG"
 }
 
 @test "hello and the algorithm tokens are case-insensitive and spellings mix" {
-	run -0 client_script hs-mixed-case
-	check_golden hs-mixed-case
+	golden hs-mixed-case
 	grep -q 'dialect=document' "$HLOG"
 }
 
 @test "a wrong hello gets 503 and the handler exits 1" {
-	run -0 client_script hs-bad-hello
-	check_golden hs-bad-hello
+	golden hs-bad-hello
 	grep -q 'end reason=handshake code=503 state=S_HELLO' "$HLOG"
 }
 
 @test "unknown algorithms get 502, dot-terminated" {
-	run -0 client_script hs-bad-algos
-	check_golden hs-bad-algos
+	golden hs-bad-algos
 	# the frame itself ends with .CRLFCRLF (usmtp(7), Handshake)
 	printf 'hello ssl1.0?\r\n\r\nsupport rsa1024?\r\n\r\n' |
 		$HANDLER 2>/dev/null | od -An -c | tr -d ' \n' | grep -q 'algorithm.\\r\\n\\r\\n$'
 }
 
 @test "a garbage key frame gets 504 with the one fixed text" {
-	run -0 client_script hs-garbage-key
-	check_golden hs-garbage-key
+	golden hs-garbage-key
 }
 
 @test "a 16-byte session key gets 505" {
-	run -0 client_script hs-short-key
-	check_golden hs-short-key
+	golden hs-short-key
 	grep -q 'code=505 keylen=16' "$HLOG"
 }
 
@@ -63,46 +75,32 @@ setup() {
 }
 
 @test "a client that speaks no version 1.0 gets 501" {
-	run -0 client_script hs-bad-version
-	check_golden hs-bad-version
+	golden hs-bad-version
 }
 
 @test "input that ends in the middle of a frame gets 500 and exit 1" {
-	run -0 client_script hs-truncated
-	check_golden hs-truncated
+	golden hs-truncated
 	grep -q 'end reason=truncated code=500 state=S_COMMAND' "$HLOG"
 }
 
 @test "end of input at a command prompt is a normal end (exit 0)" {
-	run -0 client_script hs-eof
-	check_golden hs-eof
+	golden hs-eof
 	grep -q 'end reason=eof state=S_COMMAND' "$HLOG"
 }
 
 @test "an idle client is cut off with 500 after --timeout" {
-	run -0 client_script hs-idle --timeout 1
-	check_golden hs-idle
+	golden hs-idle --timeout 1
 	grep -q 'end reason=timeout code=500' "$HLOG"
 }
 
 @test "a command frame over 4 KiB gets 500 and the session ends" {
-	{ echo handshake; echo "send 1.0 Hello"
-	  printf 'send %s\n' "$(head -c 5000 /dev/zero | tr '\0' x)"
-	  echo "send BYE"; } > "$T/big.in"
-	run -0 client_script "$T/big.in"
-	[ "${lines[4]}" = "500 Connection error" ]
-	[ "${lines[5]}" = "[handler exit 1]" ]
+	long_command 5000 "500 Connection error" 1
 	grep -q 'end reason=too-big code=500' "$HLOG"
 }
 
 @test "a frame of exactly 4 KiB of ciphertext is still accepted" {
 	# 4080 bytes of text pad to 4096 bytes of ciphertext
-	{ echo handshake; echo "send 1.0 Hello"
-	  printf 'send %s\n' "$(head -c 4080 /dev/zero | tr '\0' x)"
-	  echo "send BYE"; } > "$T/edge.in"
-	run -0 client_script "$T/edge.in"
-	[ "${lines[4]}" = "300 Not recognized command" ]
-	[ "${lines[5]}" = "[handler exit 0]" ]
+	long_command 4080 "300 Not recognized command" 0
 }
 
 @test "a whole session piped in at once from a file is served the same" {
@@ -122,8 +120,7 @@ setup() {
 
 @test "--config sets an option the command line leaves alone" {
 	printf '# comment\nmax-body = 1K\n' >"$T/usmtp.conf"
-	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
-	    "send 0" "send BYE" >"$T/big.in"
+	big_body_script >"$T/big.in"
 	# the file's 1K applies: a 2000-byte body is over it
 	run -0 client_script "$T/big.in" --config "$T/usmtp.conf"
 	[[ $output == *$'\n552 Size limit exceeded\n'* ]]
@@ -135,8 +132,7 @@ setup() {
 
 @test "the command line wins over --config, whatever their order" {
 	printf 'max-body = 1K\n' >"$T/usmtp.conf"
-	mail_then "send subject: big" "body data: $(printf 'x%.0s' $(seq 2000))" \
-	    "send 0" "send BYE" >"$T/big.in"
+	big_body_script >"$T/big.in"
 	run -0 client_script "$T/big.in" --max-body 4K --config "$T/usmtp.conf"
 	[[ $output == *$'\n220 Email was sent\n'* ]]
 	run -0 client_script "$T/big.in" --config "$T/usmtp.conf" --max-body 4K

@@ -91,11 +91,7 @@ via() {
 
 # wait_log FILE REGEX: waits (10 s at most) for a line in FILE.
 wait_log() {
-	local i=0
-	while [ $i -lt 200 ]; do
-		grep -q -E -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.05; i=$((i + 1))
-	done
+	wait_until 10 grep -q -s -E -- "$2" "$1" && return 0
 	echo "no line matching $2 in $1:"; cat "$1"
 	return 1
 }

@@ -18,53 +18,62 @@ teardown() {
 	syslog_stop
 }
 
-# seconds_of "exit S after N.N" -> N (whole seconds)
-seconds_of() {
-	sed -n 's/.* after \([0-9]*\)\..*/\1/p' <<<"$1"
+# hostile MODE CMD [ARGS]: tests/hostile-client.py, for 60 s at most.
+hostile() {
+	timeout 60 $PY "$TOP/tests/hostile-client.py" "$@"
+}
+
+# took WHAT MIN MAX: $output is "WHAT after N.N..." (hostile's last
+# line), N from MIN to MAX whole seconds.
+took() {
+	local s
+	[[ $output == "$1 after "* ]]
+	s=$(sed -n "s/^$1 after \([0-9]*\)\..*/\1/p" <<<"$output")
+	[ "$s" -ge "$2" ] && [ "$s" -le "$3" ]
+}
+
+# tmp_written: a file in bob's Maildir's tmp/.
+tmp_written() {
+	[ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ]
+}
+
+# stall_attachment: hostile stall-attachment as coprocess HC: alice logs
+# in and stops inside an attachment to bob; sets PID, the handler's.
+stall_attachment() {
+	local word
+	coproc HC { hostile stall-attachment "exec $HANDLER 2>>$HLOG" \
+		alice@example.org "correct horse" bob@example.org; }
+	read -r -t 30 word PID <&"${HC[0]}"
+	[ "$word" = stalled ]
 }
 
 @test "a client that stops reading is cut off at the login deadline" {
-	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" noread \
-		"exec $HANDLER --login-timeout 3 2>>$HLOG" 4000000
-	[[ $output == "exit 1 after "* ]]
-	s=$(seconds_of "$output")
-	[ "$s" -ge 2 ] && [ "$s" -le 6 ]
+	run -0 hostile noread "exec $HANDLER --login-timeout 3 2>>$HLOG" 4000000
+	took "exit 1" 2 6
 	grep -q 'end reason=login-timeout code=500' "$HLOG"
 }
 
 @test "a client that stops reading is cut off at the idle timeout" {
-	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" noread \
+	run -0 hostile noread \
 		"exec ${HANDLER/--timeout 10/--timeout 2} --login-timeout 0 2>>$HLOG" \
 		4000000
-	[[ $output == "exit 1 after "* ]]
-	s=$(seconds_of "$output")
-	[ "$s" -ge 1 ] && [ "$s" -le 5 ]
+	took "exit 1" 1 5
 	grep -q 'end reason=timeout code=500' "$HLOG"
 }
 
 @test "a client that keeps the input full is served only until the login deadline" {
-	run -0 timeout 60 $PY "$TOP/tests/hostile-client.py" flood \
-		"exec $HANDLER --login-timeout 2 2>>$HLOG"
-	[[ $output == "closed after "* ]]
-	s=$(sed -n 's/^closed after \([0-9]*\)\..*/\1/p' <<<"$output")
-	[ "$s" -ge 1 ] && [ "$s" -le 4 ]
+	run -0 hostile flood "exec $HANDLER --login-timeout 2 2>>$HLOG"
+	took closed 1 4
 	# (the 500 may not reach the flooder: a socket closed with unread
 	# input resets the connection; the log says what happened and when)
 	grep -q 'end reason=login-timeout code=500 state=S_COMMAND duration=[0-3]\.' "$HLOG"
 }
 
 @test "SIGTERM in the middle of an attachment leaves no file behind and logs end reason=signal" {
-	coproc HC { timeout 60 $PY "$TOP/tests/hostile-client.py" \
-		stall-attachment "exec $HANDLER 2>>$HLOG" \
-		alice@example.org "correct horse" bob@example.org; }
-	read -r -t 30 word pid <&"${HC[0]}"
-	[ "$word" = stalled ]
+	stall_attachment
 	# the message is being written: a file in tmp/, none in new/
-	i=0
-	until [ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/ 2>/dev/null)" ] ||
-	    [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
-	[ -n "$(ls "$MAIL"/example.org/bob/Maildir/tmp/)" ]
-	kill -TERM "$pid"
+	wait_until 5 tmp_written
+	kill -TERM "$PID"
 	read -r -t 30 line <&"${HC[0]}"
 	[[ $line == "exit 1 after "* ]]
 	[ -z "$(ls "$MAIL"/example.org/bob/Maildir/tmp/)" ]
@@ -73,13 +82,9 @@ seconds_of() {
 }
 
 @test "the handler allows itself no core dump" {
-	coproc HC { timeout 60 $PY "$TOP/tests/hostile-client.py" \
-		stall-attachment "exec $HANDLER 2>>$HLOG" \
-		alice@example.org "correct horse" bob@example.org; }
-	read -r -t 30 word pid <&"${HC[0]}"
-	[ "$word" = stalled ]
-	run grep '^Max core file size' "/proc/$pid/limits"
-	kill -TERM "$pid"
+	stall_attachment
+	run grep '^Max core file size' "/proc/$PID/limits"
+	kill -TERM "$PID"
 	[[ $output == *" 0 "*" 0 "* ]]
 }
 

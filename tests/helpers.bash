@@ -13,7 +13,21 @@ PATH=$TOP:$TOP/tests:$PATH
 export PATH
 
 # Debian's python, which has python3-cryptography and the email package.
+# The test tools import tests/usmtplib.py; no __pycache__ is left beside it.
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1
+
+# wait_until SECONDS COMMAND...: runs COMMAND every 0.05 s until it
+# succeeds, for SECONDS at most; fails when it never did.  For servers
+# and files that come into being: never a bare sleep.
+wait_until() {
+	local i=0 n=$(($1 * 20))
+	shift
+	until "$@"; do
+		[ $i -lt $n ] || return 1
+		sleep 0.05; i=$((i + 1))
+	done
+}
 
 # usmtp_keys: make (once per bats run) a CA, server key and certificate in
 # $KEYS with ssl/mkcerts.  Safe to call from every setup().
@@ -23,11 +37,7 @@ usmtp_keys() {
 		"$TOP/ssl/mkcerts" "$KEYS" >/dev/null
 		touch "$BATS_RUN_TMPDIR/keys.done"
 	fi
-	local i=0
-	while [ ! -e "$BATS_RUN_TMPDIR/keys.done" ] && [ $i -lt 300 ]; do
-		sleep 0.1; i=$((i + 1))
-	done
-	[ -e "$BATS_RUN_TMPDIR/keys.done" ]
+	wait_until 30 test -e "$BATS_RUN_TMPDIR/keys.done"
 }
 
 # usmtp_setup: per-test scratch state.  Sets T (scratch dir), DB (user
@@ -100,6 +110,48 @@ vector_setup() {
 	add_user testprotokolu2@wp.pl example123
 	add_user aligned16@abc.pl sixteen-chars-pw
 	VHANDLER="usmtp-handler --cert $VK/server.pem --key $VK/server.key --users $DB --maildir $MAIL/%d/%u/Maildir --throttle-db $T/throttle.db --replay-db $T/replay.db --slot-file $T/slots --log-stderr"
+}
+
+# client_setup: usmtp_setup and add_test_users for a suite of
+# usmtp-client: alice's password in $T/pw (mode 0600, as the client
+# demands), and no USMTP_PASSWORD from the environment the tests run in.
+client_setup() {
+	usmtp_setup
+	add_test_users
+	printf 'correct horse\n' >"$T/pw"
+	chmod 600 "$T/pw"
+	unset USMTP_PASSWORD
+}
+
+# alice_conf FILE: writes FILE (mode 0600), a client configuration for
+# alice (client_setup) sending through the server on 127.0.0.1:$PORT.
+alice_conf() {
+	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
+		"user alice@example.org" "password-file $T/pw" >"$1"
+	chmod 600 "$1"
+}
+
+# sendmail_link: the usmtp-sendmail link that make install puts beside
+# usmtp-client, made in $T/bin; sets SM, its path.
+sendmail_link() {
+	mkdir -p "$T/bin"
+	ln -s "$TOP/usmtp-client" "$T/bin/usmtp-sendmail"
+	SM=$T/bin/usmtp-sendmail
+}
+
+# got USER: how many messages USER@example.org has (delivered_count of
+# that Maildir).
+got() {
+	delivered_count "$MAIL/example.org/$1/Maildir"
+}
+
+# vector_replies N COUNT: the vectors' check-replies.py finds the replies
+# in $T/out.bin to be session-N's expected codes, all COUNT of them.
+vector_replies() {
+	run -0 $PY "$VECTORS/check-replies.py" "$T/out.bin" \
+		"$VECTORS/session-$1/session-key.hex" \
+		"$VECTORS/session-$1/expected-codes.txt"
+	[ "$output" = "$2 passed, 0 failed" ]
 }
 
 # login_then LINE...: the lines of a script that logs alice@example.org
@@ -176,9 +228,31 @@ golden_tcp() {
 	    <(grep -v '^\[handler exit' <<<"${2-$output}")
 }
 
+# output_is: compares $output with the lines on standard input (a
+# here-document of what is expected), as diff -u: a failure shows what
+# changed.
+output_is() {
+	diff -u - <(printf '%s\n' "$output")
+}
+
+# tcp_golden NAME HOST PORT: runs NAME with tcp_script against HOST:PORT,
+# as run -0 does, and compares the replies with NAME.out (golden_tcp).
+tcp_golden() {
+	run -0 tcp_script "$@"
+	golden_tcp "$1"
+}
+
 # check_golden NAME: compares $output with tests/transcripts/NAME.out.
 check_golden() {
 	diff -u "$TRANSCRIPTS/$1.out" - <<<"$output"
+}
+
+# golden NAME [handler options]: runs tests/transcripts/NAME.in with
+# client_script, as run -0 does (output, lines and status are set), and
+# compares the replies with NAME.out.
+golden() {
+	run -0 client_script "$@"
+	check_golden "$1"
 }
 
 # free_port: prints a TCP port nobody listens on (loopback).
@@ -186,14 +260,14 @@ free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# listening PORT: something listens on TCP port PORT.
+listening() {
+	[ -n "$(ss -Hltn "sport = :$1")" ]
+}
+
 # wait_port PORT [HOST]: waits (5 s at most) until something listens.
 wait_port() {
-	local i=0
-	while [ $i -lt 100 ]; do
-		if ss -Hltn "sport = :$1" | grep -q .; then return 0; fi
-		sleep 0.05; i=$((i + 1))
-	done
-	return 1
+	wait_until 5 listening "$1"
 }
 
 # start_socket_activate PORT ADDR: runs the handler behind
@@ -270,11 +344,7 @@ syslog_start() {
 	: >"$T/syslog.log"
 	$PY "$TOP/tests/syslog-listen.py" "$SYSLOG_SOCK" "$T/syslog.log" >"$T/syslog.ready" &
 	SYSLOG_PID=$!
-	local i=0
-	while ! grep -q ready "$T/syslog.ready" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
-	grep -q ready "$T/syslog.ready"
+	wait_until 5 grep -qs ready "$T/syslog.ready"
 }
 
 # syslog_stop: stops the listener (and removes /dev/log if it made it).

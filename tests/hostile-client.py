@@ -20,17 +20,13 @@ The handler's certificate is not checked: this is a test tool.
 """
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-CRLF2 = b"\r\n\r\n"
+from usmtplib import CRLF2, OAEP, Reader, encrypt, frame, start_handler
 
 
 class Peer:
@@ -40,47 +36,21 @@ class Peer:
             host, port = cmd[4:].rsplit(":", 1)
             self.sock = socket.create_connection((host.strip("[]"), int(port)))
         else:
-            self.sock, theirs = socket.socketpair()
-            self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=theirs,
-                                         stdout=theirs)
-            theirs.close()
-        self.buf = b""
+            self.sock, self.proc = start_handler(["/bin/sh", "-c", cmd])
+        self.reader = Reader(self.sock.recv)
         self.key = None
 
     def send(self, data):
         self.sock.sendall(data)
 
-    def frame(self, text):
-        if isinstance(text, str):
-            text = text.encode()
-        pad = 16 - len(text) % 16
-        enc = Cipher(algorithms.AES(self.key), modes.ECB()).encryptor()
-        return enc.update(text + b" " * pad) + enc.finalize() + CRLF2
+    def frame(self, text, term=CRLF2):
+        return frame(self.key, text, term)
 
     def read_plain(self):
-        while CRLF2 not in self.buf:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
-        i = self.buf.index(CRLF2)
-        f, self.buf = self.buf[:i], self.buf[i + 4:]
-        return f
+        return self.reader.plain()
 
     def read_cipher(self):
-        while True:
-            k = 16
-            while k + 4 <= len(self.buf):
-                if self.buf[k:k + 4] == CRLF2:
-                    dec = Cipher(algorithms.AES(self.key), modes.ECB()).decryptor()
-                    text = dec.update(self.buf[:k]) + dec.finalize()
-                    self.buf = self.buf[k + 4:]
-                    return text.rstrip(b" ").decode("ascii", "replace")
-                k += 16
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError
-            self.buf += d
+        return self.reader.cipher(self.key).decode("ascii", "replace")
 
     def handshake(self):
         self.send(b"hello ssl1.0?" + CRLF2)
@@ -90,9 +60,7 @@ class Peer:
         pem = f[f.index(b"-----BEGIN"):].rstrip(b".")
         pub = x509.load_pem_x509_certificate(pem).public_key()
         self.key = os.urandom(32)
-        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                            algorithm=hashes.SHA256(), label=None)
-        self.send(pub.encrypt(self.key, oaep) + CRLF2)
+        self.send(pub.encrypt(self.key, OAEP) + CRLF2)
         assert self.read_plain().startswith(b"203")
         assert self.read_cipher().startswith("100 ")
         self.send(self.frame("1.0 Hello"))
@@ -169,10 +137,7 @@ def main():
                 p.send(p.frame(line))
             got = p.read_cipher()
             assert got.startswith(want), (line, got)
-        text = b"data: body"
-        pad = 16 - len(text) % 16
-        enc = Cipher(algorithms.AES(p.key), modes.ECB()).encryptor()
-        p.send(enc.update(text + b" " * pad) + enc.finalize() + b"." + CRLF2)
+        p.send(p.frame("data: body", b"." + CRLF2))
         for want in ("200", "125"):
             assert p.read_cipher().startswith(want)
         p.send(p.frame("1"))
@@ -182,8 +147,7 @@ def main():
         p.send(p.frame("Content-Length: %d\r\nFilename: big.bin\r\nSize: %d"
                        % (n + 4, n)))
         assert p.read_cipher().startswith("200")
-        enc = Cipher(algorithms.AES(p.key), modes.ECB()).encryptor()
-        p.send(enc.update(b"x" * (1024 * 1024)))
+        p.send(encrypt(p.key, b"x" * (1024 * 1024)))
         print("stalled %d" % (p.proc.pid if p.proc else -1), flush=True)
         p.wait_exit(start)
     else:

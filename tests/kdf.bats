@@ -23,35 +23,22 @@ teardown() {
 hold_kdf() {
 	"$TOP/tests/unit/limit-test" --hold "$SLOTS" kdf "$1" >"$T/hold.out" 2>&1 &
 	HOLD_PID=$!
-	local i=0
-	while ! grep -q '^held$' "$T/hold.out" && [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
-	grep -q '^held$' "$T/hold.out"
+	wait_until 5 grep -q '^held$' "$T/hold.out"
 }
 
-# login_timed_out: $output is a login cut off at the password with 500.
+# login_timed_out: $output is login-good's session cut off at the
+# password: its replies up to 112, then 500 and the handler's exit 1.
 login_timed_out() {
-	diff -u - <(printf '%s\n' "$output") <<-\EOX
-	201 ssl valid
-	202 algos valid
-	203 symetric key decryption done
-	100 Hello supported_protocols usmtp supported_versions 1.0
-	111 Send your e-mail adress
-	112 Send your password
-	500 Connection error
-	[handler exit 1]
-	EOX
+	diff -u <(sed '/^112 /q' "$TRANSCRIPTS/login-good.out"
+		printf '%s\n' "500 Connection error" "[handler exit 1]") \
+	    - <<<"$output"
 }
 
 @test "while every KDF slot is held a login waits, and goes on once one is freed" {
 	hold_kdf 1
 	client_script login-good --max-kdf 1 >"$T/out" &
-	local cpid=$! i=0
-	while ! grep -q ' handshake result=ok' "$HLOG" 2>/dev/null &&
-	    [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
+	local cpid=$!
+	wait_until 5 grep -qs ' handshake result=ok' "$HLOG" || true
 	# Unlimited, the login (at --cost 1) would be over in milliseconds.
 	sleep 1
 	run -1 grep -q ' login user=' "$HLOG"
@@ -81,31 +68,26 @@ login_timed_out() {
 	if [ "$n" -gt 1 ]; then
 		hold_kdf $((n - 1))
 	fi
-	run -0 client_script login-good --login-timeout 2
-	check_golden login-good
+	golden login-good --login-timeout 2
 }
 
 @test "--max-kdf 0 never waits" {
 	hold_kdf 1
-	run -0 client_script login-good --max-kdf 0 --login-timeout 2
-	check_golden login-good
+	golden login-good --max-kdf 0 --login-timeout 2
 }
 
 @test "--slot-file none turns the KDF limit off" {
 	hold_kdf 1
-	run -0 client_script login-good --slot-file none --max-kdf 1 --login-timeout 2
-	check_golden login-good
+	golden login-good --slot-file none --max-kdf 1 --login-timeout 2
 }
 
 @test "an unusable slot file lets logins go on and says why" {
-	run -0 client_script login-good --slot-file "$T/no-such-dir/slots" --max-kdf 1
-	check_golden login-good
+	golden login-good --slot-file "$T/no-such-dir/slots" --max-kdf 1
 	grep -q "error slots=$T/no-such-dir/slots reason=\"No such file or directory\"" "$HLOG"
 }
 
 @test "the slot file is made empty, mode 0600, and stays empty" {
-	run -0 client_script login-good --max-kdf 1
-	check_golden login-good
+	golden login-good --max-kdf 1
 	[ -f "$SLOTS" ] && [ ! -s "$SLOTS" ]
 	[ "$(stat -c %a "$SLOTS")" = 600 ]
 }

@@ -9,38 +9,32 @@ setup() {
 }
 
 @test "a good login gets 210" {
-	run -0 client_script login-good
-	check_golden login-good
+	golden login-good
 	grep -q 'login user=alice@example.org result=ok' "$HLOG"
 }
 
 @test "bad address syntax gets 301 and the client re-sends; case is ignored" {
-	run -0 client_script login-syntax
-	check_golden login-syntax
+	golden login-syntax
 }
 
 @test "a wrong password gets 401, then 111 again" {
-	run -0 client_script login-wrong
-	check_golden login-wrong
+	golden login-wrong
 	grep -q 'login user=alice@example.org result=fail' "$HLOG"
 }
 
 @test "an unknown address gets the same 401 as a wrong password" {
-	run -0 client_script login-unknown
-	check_golden login-unknown
+	golden login-unknown
 	grep -q 'login user=mallory@example.org result=fail' "$HLOG"
 }
 
 @test "the sixth error of mixed kinds gets 510 and the connection closes" {
-	run -0 client_script login-510
-	check_golden login-510
+	golden login-510
 	grep -q 'login user=alice@example.org result=locked errors=6' "$HLOG"
 	grep -q 'end reason=login-errors code=510' "$HLOG"
 }
 
 @test "LOGIN while logged in gets 130" {
-	run -0 client_script login-130
-	check_golden login-130
+	golden login-130
 }
 
 @test "passwords never reach the log" {
@@ -73,12 +67,10 @@ setup() {
 }
 
 @test "a client that does not log in within --login-timeout is cut off with 500" {
-	run -0 client_script login-timeout --login-timeout 1
-	check_golden login-timeout
+	golden login-timeout --login-timeout 1
 	grep -q 'end reason=login-timeout code=500 state=S_COMMAND' "$HLOG"
 }
 
 @test "after 210 the login deadline no longer applies" {
-	run -0 client_script login-timeout-after --login-timeout 1
-	check_golden login-timeout-after
+	golden login-timeout-after --login-timeout 1
 }

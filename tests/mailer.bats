@@ -41,11 +41,6 @@ mb() {
 }
 
 
-# same <<EOF: $output must be exactly the lines on stdin.
-same() {
-	diff -u - <(printf '%s\n' "$output")
-}
-
 # no_dac CMD...: runs CMD so that permission bits hold for it: as root,
 # without the capabilities that override them (root ignores a 0555
 # directory otherwise).
@@ -64,7 +59,7 @@ no_dac() {
 	f=$(the_message "$MD")
 	[ "$output" = "$f $(stat -c %s "$f")" ]
 	run -0 "$PY" "$CHECK" "$f"
-	same <<-'EOF'
+	output_is <<-'EOF'
 	from: 'alice@example.com'
 	to: 'bob@example.org'
 	subject: 'Second vector message'
@@ -86,7 +81,7 @@ no_dac() {
 	f=$(the_message "$MD")
 	mkdir "$T/out"
 	run -0 "$PY" "$CHECK" "$f" --save "$T/out"
-	same <<-'EOF'
+	output_is <<-'EOF'
 	from: 'alice@example.com'
 	to: 'bob@example.org'
 	subject: 'Vector subject'
@@ -434,7 +429,7 @@ sendmail_fails() {
 	[[ "$output" =~ ^sendmail\ [0-9]+$ ]]
 	f=$(pf_wait_new bob)
 	run -0 "$PY" "$CHECK" "$f" --mta --header delivered-to
-	same <<-'EOF'
+	output_is <<-'EOF'
 	from: 'alice@usmtp.test'
 	to: 'bob@usmtp.test'
 	subject: 'Postfix path'

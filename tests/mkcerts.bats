@@ -24,7 +24,7 @@ names() {
 	cd "$T/k"
 	run -0 stat -c '%a %n' ca.key ca.pem server.key server.pem \
 	    server-x25519.key server-x25519.pem
-	diff -u - <(printf '%s\n' "$output") <<-EOF
+	output_is <<-EOF
 	600 ca.key
 	644 ca.pem
 	600 server.key

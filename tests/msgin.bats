@@ -26,6 +26,25 @@ same() {
 	diff -u "$T/expect" - <<<"$output"
 }
 
+# refused CASE REASON [msgin-dump options]: tests/mkmsg.py's CASE is
+# refused: exit 65, "msgin-dump: data: REASON" on standard error and
+# nothing on standard output.
+refused() {
+	local reason=$2
+	mk "$1"
+	shift 2
+	run -65 --separate-stderr "$DUMP" "$@" <"$T/msg"
+	[ "$stderr" = "msgin-dump: data: $reason" ]
+	[ -z "$output" ]
+}
+
+# dump_saved: msgin-dump of $T/msg, as run -0 does, the body and the
+# attachments saved in $T/out.
+dump_saved() {
+	mkdir -p "$T/out"
+	run -0 --separate-stderr "$DUMP" --save "$T/out" <"$T/msg"
+}
+
 @test "a message without MIME: its whole body, the headers not carried named" {
 	same plain
 }
@@ -116,8 +135,7 @@ same() {
 	    'Content-Type: application/octet-stream' \
 	    'Content-Disposition: attachment; filename=my file.txt' '' \
 	    '--b1--' 'epilogue' >"$T/msg"
-	mkdir "$T/out"
-	run -0 --separate-stderr "$DUMP" --save "$T/out" <"$T/msg"
+	dump_saved
 	printf 'a=b =ZZ soft break \nlower \303\244 end=4' | cmp - "$T/out/body"
 	[[ $output == *"att: my file.txt type=application/octet-stream size=0 "* ]]
 	[[ $output == *"dropped:"$'\n'* ]]
@@ -136,8 +154,7 @@ same() {
 	    '--dig' '' 'Subject: digested' '' 'one' '--dig--' \
 	    '--outer' 'Content-Disposition: attachment; filename=empty.dat' \
 	    '--outer--' >"$T/msg"
-	mkdir "$T/out"
-	run -0 --separate-stderr "$DUMP" --save "$T/out" <"$T/msg"
+	dump_saved
 	[[ ${lines[0]} == "subject: =?x-unknown?q?raw?= and €" ]]
 	printf 'the body' | cmp - "$T/out/body"
 	printf 'an inline file' | cmp - "$T/out/att-1"
@@ -151,72 +168,53 @@ same() {
 
 @test "a line that is no header field ends the header and starts the body" {
 	printf 'From: a@example.org\nnot a header\nmore\n' >"$T/msg"
-	mkdir "$T/out"
-	run -0 --separate-stderr "$DUMP" --save "$T/out" <"$T/msg"
+	dump_saved
 	printf 'not a header\nmore\n' | cmp - "$T/out/body"
 }
 
 @test "a boundary of 200 characters is refused (RFC 2046 allows 70)" {
-	mk long_boundary
-	run -65 --separate-stderr "$DUMP" <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: a MIME boundary is longer than 70 characters (RFC 2046)" ]
-	[ -z "$output" ]
+	refused long_boundary "a MIME boundary is longer than 70 characters (RFC 2046)"
 }
 
 @test "10,000 header fields are refused at the limit" {
-	mk many_headers
-	run -65 --separate-stderr "$DUMP" <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: more than 1000 header fields in one header" ]
+	refused many_headers "more than 1000 header fields in one header"
 	run -0 --separate-stderr "$DUMP" --header-count-max 10001 <"$T/msg"
 	[[ $output == *" X-H9999"$'\n'* ]]
 }
 
 @test "a header field of 1 MiB is refused at the limit" {
-	mk long_header
-	run -65 --separate-stderr "$DUMP" <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: a header field is over 65536 bytes" ]
+	refused long_header "a header field is over 65536 bytes"
 }
 
 @test "six attachments are refused, and the error says how many" {
-	mk six
-	run -65 --separate-stderr "$DUMP" <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: the message has 6 attachments; at most 5 can be sent" ]
+	refused six "the message has 6 attachments; at most 5 can be sent"
 	run -0 --separate-stderr "$DUMP" --attach-count 6 <"$T/msg"
 	[ "$(grep -c '^att: ' <<<"$output")" -eq 6 ]
 }
 
 @test "an attachment over the limit is refused and named; one at the limit passes" {
-	mk big_attachment
-	run -65 --separate-stderr "$DUMP" --attach-max 1000 <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: attachment 1 (big.bin) is over 1000 bytes" ]
+	refused big_attachment "attachment 1 (big.bin) is over 1000 bytes" \
+	    --attach-max 1000
 	run -0 --separate-stderr "$DUMP" --attach-max 1001 <"$T/msg"
 	[[ $output == *"att: big.bin type=application/octet-stream size=1001 "* ]]
 }
 
 @test "a body over the limit is refused; one at the limit passes" {
-	mk simple
-	run -65 --separate-stderr "$DUMP" --body-max 23 <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: the body is over 23 bytes" ]
+	refused simple "the body is over 23 bytes" --body-max 23
 	run -0 --separate-stderr "$DUMP" --body-max 24 <"$T/msg"
 }
 
 @test "multiparts nested 20 deep are refused" {
-	mk deep
-	run -65 --separate-stderr "$DUMP" <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: multipart parts nested deeper than 16" ]
+	refused deep "multipart parts nested deeper than 16"
 }
 
 @test "more recipients than the limit are refused" {
-	mk addresses
-	run -65 --separate-stderr "$DUMP" --rcpt-max 7 <"$T/msg"
-	[ "$stderr" = "msgin-dump: data: more than 7 recipients in To, Cc and Bcc" ]
+	refused addresses "more than 7 recipients in To, Cc and Bcc" --rcpt-max 7
 }
 
 @test "attachments are unlinked files in TMPDIR: nothing is left there" {
-	mk sizes
 	mkdir "$T/tmp"
-	TMPDIR=$T/tmp run -0 --separate-stderr "$DUMP" <"$T/msg"
-	diff -u "$T/expect" - <<<"$output"
+	TMPDIR=$T/tmp same sizes
 	[ -z "$(ls -A "$T/tmp")" ]
 }
 

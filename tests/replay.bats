@@ -45,7 +45,7 @@ decoded() {
 	[ "$(delivered_count)" -eq 1 ]
 	run -1 pipe_in "$T/in.bin" "$T/out2.bin"
 	run -0 decoded "$T/out2.bin"
-	diff -u - <(printf '%s\n' "$output") <<-\EOX
+	output_is <<-\EOX
 	201 ssl valid
 	202 algos valid
 	504 Session key decryption failed

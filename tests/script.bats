@@ -22,6 +22,15 @@ untouched() {
 	usmtp-script --exec "touch $T/started" "$@"
 }
 
+# against SERVER [usmtp-script options]: runs the script $T/s.txt with
+# usmtp-script (30 s at most) against SERVER, a shell command run as its
+# --exec server.
+against() {
+	local server=$1
+	shift
+	timeout 30 usmtp-script "$@" --exec "$server" "$T/s.txt"
+}
+
 # ---- --encode and --decode --------------------------------------------------
 
 @test "--encode rebuilds session-1's client bytes, the session key block aside" {
@@ -112,8 +121,7 @@ pause 50
 send NO\x01OP\\
 send BYE
 EOF
-	run -0 --separate-stderr timeout 30 usmtp-script --ca "$KEYS/ca.pem" \
-		--exec "exec $HANDLER 2>>$HLOG" "$T/s.txt"
+	run -0 --separate-stderr against "exec $HANDLER 2>>$HLOG" --ca "$KEYS/ca.pem"
 	[ "${lines[0]}" = "201 ssl valid" ]
 	[ "${lines[1]}" = "202 algos valid" ]
 	[ "${lines[3]}" = "100 Hello supported_protocols usmtp supported_versions 1.0" ]
@@ -134,8 +142,7 @@ EOF
 @test "a script stops at an untrusted certificate with 78 and sends no key" {
 	mkdir "$T/other" && "$TOP/ssl/mkcerts" "$T/other" >/dev/null
 	printf 'handshake\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -78 --separate-stderr timeout 30 usmtp-script --ca "$T/other/ca.pem" \
-		--exec "exec $HANDLER 2>>$HLOG" "$T/s.txt"
+	run -78 --separate-stderr against "exec $HANDLER 2>>$HLOG" --ca "$T/other/ca.pem"
 	[ "$output" = $'201 ssl valid\n202 algos valid' ]
 	[[ $stderr == *"server certificate not trusted"* ]]
 	! grep -q 'handshake result=ok' "$HLOG"
@@ -143,8 +150,7 @@ EOF
 
 @test "a script whose algorithms are refused sends no key and ends with the server" {
 	printf 'hello\nalgos support rsa1024?\nkey\nsend 1.0 Hello\n' > "$T/s.txt"
-	run -0 --separate-stderr timeout 30 usmtp-script --ca "$KEYS/ca.pem" \
-		--exec "exec $HANDLER 2>>$HLOG" "$T/s.txt"
+	run -0 --separate-stderr against "exec $HANDLER 2>>$HLOG" --ca "$KEYS/ca.pem"
 	[ "${lines[0]}" = "201 ssl valid" ]
 	[ "${lines[1]:0:4}" = "502 " ]
 	[ "${lines[2]}" = "[handler exit 1]" ]
@@ -170,26 +176,22 @@ EOF
 	# writing, only reading while waiting to write gets through
 	head -c 8388608 /dev/zero > "$T/big.bin"
 	printf 'content %s\neof\n' "$T/big.bin" > "$T/s.txt"
-	run -0 timeout 30 usmtp-script --exec \
-		"head -c 4000000 /dev/zero; exec cat >/dev/null" "$T/s.txt"
+	run -0 against "head -c 4000000 /dev/zero; exec cat >/dev/null"
 	# no frame in it: counted once a reply outgrows any frame
 	[ "$output" = $'[4000000 trailing bytes]\n[handler exit 0]' ]
 }
 
 @test "a handler killed by a signal, and one that never answers, are reported" {
 	printf 'hello\nsend x\n' > "$T/s.txt"
-	run -0 timeout 30 usmtp-script --exec \
-		"printf '201 x\r\n\r\n'; kill -TERM \$\$" "$T/s.txt"
+	run -0 against "printf '201 x\r\n\r\n'; kill -TERM \$\$"
 	[ "$output" = $'201 x\n[handler signal 15]' ]
-	run -75 timeout 30 usmtp-script --timeout 1 --exec \
-		"exec cat >/dev/null" "$T/s.txt"
+	run -75 against "exec cat >/dev/null" --timeout 1
 	[ "$output" = $'[timeout]\n[handler exit 0]' ]
 }
 
 @test "an encrypted reply with no key to read it is counted" {
 	printf 'hello\nsend x\n' > "$T/s.txt"
-	run -0 timeout 30 usmtp-script --exec \
-		"printf '203 go\r\n\r\n0123456789abcdef\r\n\r\n'" "$T/s.txt"
+	run -0 against "printf '203 go\r\n\r\n0123456789abcdef\r\n\r\n'"
 	[ "$output" = $'203 go\n[16 encrypted bytes, no key]\n[handler exit 0]' ]
 }
 

@@ -8,10 +8,7 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
+	client_setup
 	SHANDLER=$HANDLER	# with secure mode; HANDLER10 without
 	SA_PID=
 }

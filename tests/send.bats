@@ -21,57 +21,51 @@ mime() {
 }
 
 @test "a message without attachments is delivered before the 220" {
-	run -0 client_script send-plain
-	check_golden send-plain
-	run -0 delivered "$BOB"
-	[ "${#lines[@]}" -eq 1 ]
-	run -0 mime "${lines[0]}"
-	[ "${lines[0]}" = "from: 'alice@example.org'" ]
-	[ "${lines[1]}" = "to: 'bob@example.org'" ]
-	[ "${lines[2]}" = "subject: 'Hello Bob'" ]
-	[ "${lines[3]}" = "body: 'Hi Bob,\n\nthis is the body.\n-- \nAlice\n'" ]
-	[ "${lines[5]}" = "attachments: 0" ]
-	[ -z "$(ls -A "$BOB/tmp")" ]
+	golden send-plain
+	# the_message: one message in new/, nothing left in tmp/
+	run -0 mime "$(the_message "$BOB")"
+	output_is <<-\EOF
+	from: 'alice@example.org'
+	to: 'bob@example.org'
+	subject: 'Hello Bob'
+	body: 'Hi Bob,\n\nthis is the body.\n-- \nAlice\n'
+	body-cte: 7bit
+	attachments: 0
+	EOF
 	grep -q "deliver from=alice@example.org to=bob@example.org size=[0-9]* attachments=0 where=$BOB/new/.* result=ok" "$HLOG"
 }
 
 @test "prefixes are optional, addresses may be bracketed and in any case" {
-	run -0 client_script send-noprefix
-	check_golden send-noprefix
+	golden send-noprefix
 	run -0 mime "$(delivered "$BOB")"
 	[ "${lines[2]}" = "subject: 'No prefix here'" ]
 	[ "${lines[3]}" = "body: 'Body without a prefix.\n'" ]
 }
 
 @test "SEND MAIL before LOGIN gets 520 and the session ends" {
-	run -0 client_script send-not-logged-in
-	check_golden send-not-logged-in
+	golden send-not-logged-in
 	nothing_delivered
 }
 
 @test "a forged sender gets 520 and nothing is delivered" {
-	run -0 client_script send-forged
-	check_golden send-forged
+	golden send-forged
 	grep -q 'reason=forged-sender from=mail\\x20from:\\x20bob@example.org' "$HLOG"
 	nothing_delivered
 }
 
 @test "unknown recipient 402, bad syntax and two addresses 301, then a good one" {
-	run -0 client_script send-rcpt
-	check_golden send-rcpt
+	golden send-rcpt
 	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
 	[ ! -e "$MAIL/example.org/nobody" ]
 }
 
 @test "the sixth rejected recipient of a message ends the session with 500" {
-	run -0 client_script send-rcpt-bound
-	check_golden send-rcpt-bound
+	golden send-rcpt-bound
 	nothing_delivered
 }
 
 @test "document dialect: four attachments, a 200 after each content, byte-identical" {
-	run -0 client_script send-attach-doc
-	check_golden send-attach-doc
+	golden send-attach-doc
 	mkdir "$T/att"
 	run -0 mime "$(delivered "$BOB")" --save "$T/att"
 	[ "${lines[5]}" = "attachments: 4" ]
@@ -86,8 +80,7 @@ mime() {
 }
 
 @test "reference dialect: no 200 after content; without Size: trailing spaces go" {
-	run -0 client_script send-attach-ref
-	check_golden send-attach-ref
+	golden send-attach-ref
 	mkdir "$T/att"
 	run -0 mime "$(delivered "$BOB")" --save "$T/att"
 	cmp "$T/att/1" "$TRANSCRIPTS/files/hello.txt"
@@ -96,49 +89,41 @@ mime() {
 }
 
 @test "a bare-length header is accepted and the file is named attachment-1" {
-	run -0 client_script send-bare-length
-	check_golden send-bare-length
+	golden send-bare-length
 	run -0 mime "$(delivered "$BOB")"
 	[[ "${lines[6]}" == "attachment 1: type=application/octet-stream filename='attachment-1' size=36 "* ]]
 }
 
 @test "six attachments, or a count that is not 0..5, get 521 and close" {
-	run -0 client_script send-six
-	check_golden send-six
-	run -0 client_script send-count-garbage
-	check_golden send-count-garbage
+	golden send-six
+	golden send-count-garbage
 	nothing_delivered
 }
 
 @test "malformed attachment headers get 403 and the client re-sends" {
-	run -0 client_script send-bad-header
-	check_golden send-bad-header
+	golden send-bad-header
 	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
 }
 
 @test "the sixth malformed header of an attachment ends the session with 500" {
-	run -0 client_script send-bad-header-bound
-	check_golden send-bad-header-bound
+	golden send-bad-header-bound
 	nothing_delivered
 }
 
 @test "counted content that does not end in CRLFCRLF gets 500, nothing delivered" {
-	run -0 client_script send-bad-tail
-	check_golden send-bad-tail
+	golden send-bad-tail
 	nothing_delivered
 	grep -q 'reason=attachment-framing' "$HLOG"
 }
 
 @test "a client that disconnects inside an attachment leaves nothing behind" {
-	run -0 client_script send-cut-content
-	check_golden send-cut-content
+	golden send-cut-content
 	nothing_delivered
 	grep -q 'end reason=truncated state=S_ATT_DATA' "$HLOG"
 }
 
 @test "two messages in one session are both delivered" {
-	run -0 client_script send-two
-	check_golden send-two
+	golden send-two
 	[ "$(delivered "$BOB" | wc -l)" -eq 1 ]
 	[ "$(delivered "$ALICE" | wc -l)" -eq 1 ]
 }

@@ -8,17 +8,10 @@
 load helpers
 
 setup() {
-	usmtp_setup
-	add_test_users
+	client_setup
 	add_user carol@example.org carol-pw
 	add_user dave@example.org dave-pw
-	printf 'correct horse\n' >"$T/pw"
-	chmod 600 "$T/pw"
-	unset USMTP_PASSWORD
-	# the link make install puts beside usmtp-client
-	mkdir -p "$T/bin"
-	ln -s "$TOP/usmtp-client" "$T/bin/usmtp-sendmail"
-	SM=$T/bin/usmtp-sendmail
+	sendmail_link
 	export XDG_CONFIG_HOME=$T/xdg
 	mkdir -p "$XDG_CONFIG_HOME/usmtp"
 	CONF=$XDG_CONFIG_HOME/usmtp/client.conf
@@ -36,14 +29,7 @@ listen() {
 	HANDLER="$HANDLER $*"
 	PORT=$(free_port)
 	start_socket_activate "$PORT" 127.0.0.1
-	printf '%s\n' "host 127.0.0.1" "port $PORT" "ca $KEYS/ca.pem" \
-		"user alice@example.org" "password-file $T/pw" >"$CONF"
-	chmod 600 "$CONF"
-}
-
-# got USER: the messages in USER@example.org's Maildir.
-got() {
-	ls "$MAIL/example.org/$1/Maildir/new/" 2>/dev/null | wc -l
+	alice_conf "$CONF"
 }
 
 # build CASE: writes $T/msg, a message Python's email package makes, and

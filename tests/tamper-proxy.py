@@ -18,11 +18,9 @@ handshake message; records 1, 2, ... are transport messages.
   --upcase-algos     send the client's support line in capitals: the
                      server accepts it, but the prologues then differ
 """
-import os
-import select
-import socket
-import subprocess
 import sys
+
+from usmtplib import relay, start_handler
 
 
 class Stream:
@@ -97,37 +95,9 @@ def main():
         else:
             sys.exit("tamper-proxy: unknown option " + a)
     cmd = args[1:]
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen(cmd, stdin=theirs, stdout=theirs)
-    theirs.close()
+    ours, proc = start_handler(cmd)
     c2s, s2c = Stream("c", opts, record), Stream("s", opts)
-    client_open, server_open = True, True
-    while server_open:
-        fds = [ours] + ([0] if client_open else [])
-        r, _, _ = select.select(fds, [], [], 120)
-        if not r:
-            break
-        if 0 in r:
-            d = os.read(0, 65536)
-            if not d:
-                client_open = False
-                ours.shutdown(socket.SHUT_WR)
-            else:
-                ours.sendall(c2s.feed(d))
-        if ours in r:
-            try:
-                d = ours.recv(65536)
-            except ConnectionResetError:
-                d = b""
-            if not d:
-                server_open = False
-            else:
-                out = s2c.feed(d)
-                while out:
-                    try:
-                        out = out[os.write(1, out):]
-                    except BrokenPipeError:
-                        out = b""
+    relay(ours, c2s.feed, s2c.feed)
     ours.close()
     sys.exit(proc.wait())
 

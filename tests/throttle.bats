@@ -52,6 +52,29 @@ from() {
 }
 
 
+# from_golden ADDR NAME: from ADDR NAME, as run -0 does, its replies
+# compared with NAME.out less the handler's exit line (golden_tcp):
+# throttle-limit.out and throttle-refused.out, used over TCP too, have
+# none.
+from_golden() {
+	run -0 from "$1" "$2"
+	golden_tcp "$2"
+}
+
+# lock_out HOST PORT: the failure that reaches the limit gets 510 and
+# ends its session (throttle-limit), and the next session is refused at
+# LOGIN (throttle-refused), each with its transcript's replies.
+lock_out() {
+	tcp_golden throttle-limit "$1" "$2"
+	tcp_golden throttle-refused "$1" "$2"
+}
+
+# lock_out_from ADDR: lock_out over a socket pair, from peer ADDR.
+lock_out_from() {
+	from_golden "$1" throttle-limit
+	from_golden "$1" throttle-refused
+}
+
 # ms: milliseconds of the monotonic clock... of date, good enough here.
 ms() {
 	echo $(($(date +%s%N) / 1000000))
@@ -60,21 +83,17 @@ ms() {
 # two_failures HOST PORT: two connections, each with one wrong password
 # and then the right one (210: a good login does not clear the count).
 two_failures() {
-	run -0 tcp_script login-wrong "$1" "$2"
-	golden_tcp login-wrong
-	run -0 tcp_script login-wrong "$1" "$2"
-	golden_tcp login-wrong
+	tcp_golden login-wrong "$1" "$2"
+	tcp_golden login-wrong "$1" "$2"
 }
 
 @test "failures over several connections: the one reaching --throttle-max gets 510, then a good login gets 510 at LOGIN" {
 	listen4
 	two_failures 127.0.0.1 "$P4"
 	grep -q 'login user=alice@example.org result=fail key=127.0.0.1 failures=2' "$HLOG"
-	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
-	golden_tcp throttle-limit
+	tcp_golden throttle-limit 127.0.0.1 "$P4"
 	grep -q 'login user=alice@example.org result=throttled key=127.0.0.1 failures=3' "$HLOG"
-	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
-	golden_tcp throttle-refused
+	tcp_golden throttle-refused 127.0.0.1 "$P4"
 	grep -q ' login result=throttled key=127.0.0.1 failures=3$' "$HLOG"
 	grep -q 'end reason=throttled code=510 state=S_COMMAND' "$HLOG"
 	# no password was checked in the refused session
@@ -86,9 +105,7 @@ two_failures() {
 @test "once the window has passed since the last failure, login works again" {
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
-	golden_tcp throttle-refused
+	lock_out 127.0.0.1 "$P4"
 	# --throttle-window 2: bounded wait, about 2 s
 	local i=0
 	while [ $i -lt 50 ]; do
@@ -104,11 +121,8 @@ two_failures() {
 	listen4
 	listen6
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
-	golden_tcp throttle-refused
-	run -0 tcp_script login-good ::1 "$P6"
-	golden_tcp login-good
+	lock_out 127.0.0.1 "$P4"
+	tcp_golden login-good ::1 "$P6"
 	grep -q 'peer=\[::1\]:[0-9]* login user=alice@example.org result=ok' "$HLOG"
 }
 
@@ -116,18 +130,14 @@ two_failures() {
 	listen6
 	two_failures ::1 "$P6"
 	grep -q 'login user=alice@example.org result=fail key=::/64 failures=2' "$HLOG"
-	run -0 tcp_script throttle-limit ::1 "$P6"
-	golden_tcp throttle-limit
-	run -0 tcp_script throttle-refused ::1 "$P6"
-	golden_tcp throttle-refused
+	lock_out ::1 "$P6"
 }
 
 @test "a state file that cannot be made locks nobody out, and says why" {
 	HANDLER="$BASE --throttle-db $T/no-such-dir/throttle.db --throttle-max 1 --throttle-window 60"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script login-good 127.0.0.1 "$P4"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$P4"
 	grep -q "error throttle=$T/no-such-dir/throttle.db op=update reason=\"the directory $T/no-such-dir does not exist; run: install -d -m 0700 -o root -g root $T/no-such-dir\"" "$HLOG"
 	run -1 grep -q 'result=throttled' "$HLOG"
 }
@@ -138,8 +148,7 @@ two_failures() {
 	HANDLER="$BASE --throttle-db $TDB --throttle-max 1 --throttle-window 60"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script login-good 127.0.0.1 "$P4"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$P4"
 	grep -q "error throttle=$TDB op=read reason=\"not a usmtp throttle file" "$HLOG"
 	cmp "$TDB" "$T/junk"
 }
@@ -148,8 +157,7 @@ two_failures() {
 	HANDLER="$HANDLER --throttle-max 1"
 	run -0 client_script login-wrong
 	run -0 client_script login-wrong
-	run -0 client_script login-good
-	check_golden login-good
+	golden login-good
 	grep -q 'peer=local login user=alice@example.org result=fail account_failures=1$' "$HLOG"
 	grep -q 'peer=local login user=alice@example.org result=fail account_failures=2$' "$HLOG"
 	run -1 grep -q 'result=throttled' "$HLOG"
@@ -159,17 +167,14 @@ two_failures() {
 	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-net-max 6 --throttle-window 60"
 	local i
 	for i in 1 2 3 4 5; do
-		run -0 from "2001:db8:1:$i::1" login-wrong
-		golden_tcp login-wrong
+		from_golden "2001:db8:1:$i::1" login-wrong
 	done
 	grep -q 'result=fail key=2001:db8:1:5::/64 failures=1 net=2001:db8:1::/48 net_failures=5 ' "$HLOG"
 	# the sixth failure reaches the /48's limit and ends its session
-	run -0 from "2001:db8:1:6::1" throttle-limit
-	golden_tcp throttle-limit
+	from_golden "2001:db8:1:6::1" throttle-limit
 	grep -q 'result=throttled key=2001:db8:1::/48 failures=6' "$HLOG"
 	# a /64 of that /48 that never failed is refused at LOGIN
-	run -0 from "2001:db8:1:ffff::77" throttle-refused
-	golden_tcp throttle-refused
+	from_golden "2001:db8:1:ffff::77" throttle-refused
 	grep -q ' login result=throttled key=2001:db8:1::/48 failures=6$' "$HLOG"
 	run -0 from "2001:db8:2::1" login-good
 	check_golden login-good
@@ -181,11 +186,9 @@ two_failures() {
 	for i in $(seq 11); do
 		run -0 from "192.0.2.$i" login-wrong
 	done
-	run -0 from 192.0.2.12 throttle-limit
-	golden_tcp throttle-limit
+	from_golden 192.0.2.12 throttle-limit
 	grep -q 'result=throttled key=192.0.2.0/24 failures=12' "$HLOG"
-	run -0 from 192.0.2.200 throttle-refused
-	golden_tcp throttle-refused
+	from_golden 192.0.2.200 throttle-refused
 	run -0 from 192.0.3.1 login-good
 	check_golden login-good
 }
@@ -196,8 +199,7 @@ two_failures() {
 	# one failure from each of 6 networks: no address or network limit
 	# is reached, the account has 6 failures
 	for i in 1 2 3 4 5 6; do
-		run -0 from "10.$i.0.1" login-wrong
-		golden_tcp login-wrong
+		from_golden "10.$i.0.1" login-wrong
 	done
 	grep -q 'result=fail key=10.6.0.1 failures=1 net=10.6.0.0/24 net_failures=1 account_failures=6' "$HLOG"
 	t0=$(ms)
@@ -245,10 +247,7 @@ two_failures() {
 		chmod 600 "$TDB"
 		run -0 from 192.0.2.1 login-wrong
 		run -0 from 192.0.2.1 login-wrong
-		run -0 from 192.0.2.1 throttle-limit
-		golden_tcp throttle-limit
-		run -0 from 192.0.2.1 throttle-refused
-		golden_tcp throttle-refused
+		lock_out_from 192.0.2.1
 		[ "$(stat -c %s "$TDB")" -eq "$THROTTLE_FILE_BYTES" ]
 		[ "$(grep -c "error throttle=$TDB reason=\"damaged file replaced by an empty one: " "$HLOG")" -eq 1 ]
 	done
@@ -273,10 +272,7 @@ two_failures() {
 	[ -z "$output" ]
 	mount -o remount,size=1m "$FULL"
 	run -0 from 192.0.2.1 login-wrong
-	run -0 from 192.0.2.1 throttle-limit
-	golden_tcp throttle-limit
-	run -0 from 192.0.2.1 throttle-refused
-	golden_tcp throttle-refused
+	lock_out_from 192.0.2.1
 	run -0 ls -A "$FULL"
 	[ "$output" = throttle.db ]
 }
@@ -285,8 +281,7 @@ two_failures() {
 	HANDLER="$BASE --throttle-db none --throttle-max 1"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script login-good 127.0.0.1 "$P4"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$P4"
 	grep -q 'login user=alice@example.org result=fail$' "$HLOG"
 }
 
@@ -296,10 +291,7 @@ two_failures() {
 	HANDLER="$BASE --config $T/usmtp.conf"
 	listen4
 	run -0 tcp_script login-wrong 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
-	golden_tcp throttle-limit
-	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
-	golden_tcp throttle-refused
+	lock_out 127.0.0.1 "$P4"
 	[ -s "$TDB" ]
 }
 
@@ -321,9 +313,7 @@ lockouts() {
 	HANDLER="$BASE --throttle-db $TDB --throttle-max 3 --throttle-window 600"
 	listen4
 	two_failures 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-limit 127.0.0.1 "$P4"
-	run -0 tcp_script throttle-refused 127.0.0.1 "$P4"
-	golden_tcp throttle-refused
+	lock_out 127.0.0.1 "$P4"
 	run -0 --separate-stderr lockouts
 	[[ $output =~ ^address\ 127\.0\.0\.1\ failures=3\ left=(59[0-9]|600)s\ refused$ ]]
 	[ -z "$stderr" ]
@@ -331,8 +321,7 @@ lockouts() {
 	[ -z "$output" ] && [ -z "$stderr" ]
 	run -0 lockouts
 	[ -z "$output" ]
-	run -0 tcp_script login-good 127.0.0.1 "$P4"
-	golden_tcp login-good
+	tcp_golden login-good 127.0.0.1 "$P4"
 	# nothing left to unlock
 	run -1 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 127.0.0.1
 	[ "$stderr" = "usmtp-users: 127.0.0.1: nothing recorded" ]
@@ -374,8 +363,7 @@ lockouts() {
 	[[ $output =~ ^network\ 2001:db8:1::/48\ failures=4\ left=[0-9]+s\ refused$ ]]
 	run -0 --separate-stderr usmtp-users --throttle-db "$TDB" unlock 2001:db8:1:1::99
 	[ "$stderr" = "usmtp-users: 2001:db8:1::/48 is still refused: unlock 2001:db8:1::/48 too" ]
-	run -0 from 2001:db8:1:1::1 throttle-refused
-	golden_tcp throttle-refused
+	from_golden 2001:db8:1:1::1 throttle-refused
 	run -0 usmtp-users --throttle-db "$TDB" unlock 2001:db8:1::/48
 	run -0 from 2001:db8:1:1::1 login-good
 	check_golden login-good

@@ -11,6 +11,18 @@ users() {
 	usmtp-users --db "$DB" "$@"
 }
 
+# check_pw ADDRESS PASSWORD: usmtp-users check, PASSWORD on standard
+# input.
+check_pw() {
+	users check "$1" --password-stdin <<<"$2"
+}
+
+# set_pw ADDRESS PASSWORD: usmtp-users passwd at cost 1, PASSWORD on
+# standard input.
+set_pw() {
+	users passwd "$1" --password-stdin --cost 1 <<<"$2"
+}
+
 # rec_of KEY: prints the database's bytes for KEY's password record, key
 # first.  Key and value sit side by side in a GDBM bucket and records one
 # after the other, so each match ends where a 32-byte hash does; awk cuts
@@ -70,7 +82,7 @@ setup() {
 	[ -z "$output" ]
 	run -0 rec_of @params
 	[[ $output == '@params$scrypt$ln=14,r=8,p=1$'* ]]
-	run -1 users check a@b --password-stdin <<<"pw"
+	run -1 check_pw a@b "pw"
 }
 
 @test "init of an existing database says so, exits 0 and changes nothing" {
@@ -80,7 +92,7 @@ setup() {
 	[ "$output" = "usmtp-users: $DB: a database already, left as it is" ]
 	[ -z "$stderr" ]
 	cmp "$DB" "$T/before"
-	run -0 users check alice@example.com --password-stdin <<<"apw"
+	run -0 check_pw alice@example.com "apw"
 }
 
 @test "init of a file that is no database fails with 74 and leaves it" {
@@ -102,12 +114,11 @@ setup() {
 	[[ $output == '@params$scrypt$ln=3,'* ]]
 	run -0 users list
 	[ "$output" = a@example.com ]
-	run -65 users check @params --password-stdin <<<"pw"
+	run -65 check_pw @params "pw"
 }
 
 @test "add with --password-stdin creates the database with mode 0640" {
-	run -0 --separate-stderr users add alice@example.com --password-stdin \
-	    --cost 1 <<<"alice pw"
+	run -0 --separate-stderr add_user alice@example.com "alice pw"
 	[ -z "$output" ] && [ -z "$stderr" ]
 	run -0 stat -c %a "$DB"
 	[ "$output" = 640 ]
@@ -132,41 +143,37 @@ setup() {
 
 @test "check exits 0 for the right password and prints nothing" {
 	add_user alice@example.com 'alice pw'
-	run -0 --separate-stderr users check ALICE@example.com \
-	    --password-stdin <<<"alice pw"
+	run -0 --separate-stderr check_pw ALICE@example.com "alice pw"
 	[ -z "$output" ] && [ -z "$stderr" ]
 }
 
 @test "check exits 1 for a wrong password, with the unknown-user message" {
 	add_user alice@example.com 'alice pw'
-	run -1 --separate-stderr users check alice@example.com \
-	    --password-stdin <<<"wrong pw"
+	run -1 --separate-stderr check_pw alice@example.com "wrong pw"
 	[ "$stderr" = "usmtp-users: wrong password or unknown address" ]
 	[[ $stderr != *"wrong pw"* ]]
 }
 
 @test "check exits 1 for an unknown address, with the same message" {
 	add_user alice@example.com 'alice pw'
-	run -1 --separate-stderr users check nobody@example.com \
-	    --password-stdin <<<"alice pw"
+	run -1 --separate-stderr check_pw nobody@example.com "alice pw"
 	[ "$stderr" = "usmtp-users: wrong password or unknown address" ]
 }
 
 @test "--password-stdin strips a CRLF line end" {
 	run -0 users add crlf@example.com --password-stdin --cost 1 \
 	    < <(printf 'pw\r\n')
-	run -0 users check crlf@example.com --password-stdin <<<"pw"
+	run -0 check_pw crlf@example.com "pw"
 	run -1 users check crlf@example.com --password-stdin \
 	    < <(printf 'pw\r\r\n')
 }
 
 @test "passwd changes the password and keeps the Maildir" {
 	add_user alice@example.com old --maildir /srv/alice
-	run -0 --separate-stderr users passwd alice@example.com \
-	    --password-stdin --cost 1 <<<"new"
+	run -0 --separate-stderr set_pw alice@example.com "new"
 	[ -z "$stderr" ]
-	run -0 users check alice@example.com --password-stdin <<<"new"
-	run -1 users check alice@example.com --password-stdin <<<"old"
+	run -0 check_pw alice@example.com "new"
+	run -1 check_pw alice@example.com "old"
 	run -0 users list
 	[ "$output" = $'alice@example.com\t/srv/alice' ]
 }
@@ -178,21 +185,19 @@ setup() {
 	[ -z "$stderr" ]
 	run -0 users list
 	[ "$output" = bob@example.com ]
-	run -1 users check alice@example.com --password-stdin <<<"apw"
+	run -1 check_pw alice@example.com "apw"
 }
 
 @test "a duplicate add is refused with 73, case-insensitively" {
 	add_user alice@example.com apw
-	run -73 --separate-stderr users add ALICE@example.com \
-	    --password-stdin --cost 1 <<<"other"
+	run -73 --separate-stderr add_user ALICE@example.com "other"
 	[ "$stderr" = "usmtp-users: alice@example.com: already exists" ]
-	run -0 users check alice@example.com --password-stdin <<<"apw"
+	run -0 check_pw alice@example.com "apw"
 }
 
 @test "passwd of an unknown user is refused with 67" {
 	add_user alice@example.com apw
-	run -67 --separate-stderr users passwd bob@example.com \
-	    --password-stdin --cost 1 <<<"pw"
+	run -67 --separate-stderr set_pw bob@example.com "pw"
 	[ "$stderr" = "usmtp-users: bob@example.com: no such user" ]
 }
 
@@ -215,25 +220,22 @@ setup() {
 	for a in alice 'a@@b' 'a b@c' 'a@b c' '.a@b' 'a.@b' 'a..b@c' \
 	    '../x@y' 'a/b@c' 'x@../y' 'a@-b' 'a@b-' 'a@b..c' 'a@b.' \
 	    "$(printf 'a\tb@c')"; do
-		run -65 --separate-stderr users add "$a" --password-stdin \
-		    --cost 1 <<<"pw"
+		run -65 --separate-stderr add_user "$a" "pw"
 		[[ $stderr == "usmtp-users: "*": invalid address" ]]
 	done
-	run -65 --separate-stderr users check 'a@b@c' --password-stdin <<<"pw"
+	run -65 --separate-stderr check_pw 'a@b@c' "pw"
 	[ "$stderr" = "usmtp-users: a@b@c: invalid address" ]
 	[ ! -e "$DB" ]
 }
 
 @test "an empty password is refused with 66" {
-	run -66 --separate-stderr users add alice@example.com \
-	    --password-stdin --cost 1 <<<""
+	run -66 --separate-stderr add_user alice@example.com ""
 	[ "$stderr" = "usmtp-users: empty password refused" ]
 	[ ! -e "$DB" ]
 }
 
 @test "a password ending in a space is refused with 66" {
-	run -66 --separate-stderr users add alice@example.com \
-	    --password-stdin --cost 1 <<<"pw "
+	run -66 --separate-stderr add_user alice@example.com "pw "
 	[[ $stderr == "usmtp-users: password ends with a space"* ]]
 }
 
@@ -315,7 +317,7 @@ setup() {
 }
 
 @test "check against a missing database fails with 74" {
-	run -74 --separate-stderr users check a@b --password-stdin <<<"pw"
+	run -74 --separate-stderr check_pw a@b "pw"
 	[ "$stderr" = "usmtp-users: $DB: no such file (usmtp-users init makes an empty users database)" ]
 }
 
@@ -323,14 +325,14 @@ setup() {
 	echo "not a gdbm file" >"$DB"
 	run -74 --separate-stderr users list
 	[[ $stderr == "usmtp-users: $DB: "* ]]
-	run -74 users add a@b --password-stdin --cost 1 <<<"pw"
+	run -74 add_user a@b "pw"
 }
 
 @test "a file that is not a users database is called that, not GDBM's bad magic number alone" {
 	head -c 8192 /dev/zero | tr '\0' x >"$DB"
 	run -74 --separate-stderr users list
 	[ "$stderr" = "usmtp-users: $DB: not a users database (GDBM: Bad magic number); check the path, or move the file away and run usmtp-users init" ]
-	run -74 --separate-stderr users add a@b --password-stdin --cost 1 <<<"pw"
+	run -74 --separate-stderr add_user a@b "pw"
 	[[ $stderr == "usmtp-users: $DB: not a users database (GDBM: Bad magic number);"* ]]
 	: >"$DB"
 	run -74 --separate-stderr users list
@@ -366,7 +368,7 @@ setup() {
 	) &
 	local wpid=$! i fails=0
 	for i in $(seq 100); do
-		users check reader@example.com --password-stdin <<<"rpw" ||
+		check_pw reader@example.com "rpw" ||
 		    fails=$((fails + 1))
 	done
 	touch "$T/stop"

@@ -7,7 +7,7 @@ together (usmtp(7), Framing: when replies leave)."""
 import re
 import sys
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from usmtplib import CRLF2, decrypt
 
 key = bytes.fromhex(open(sys.argv[2]).read().strip())
 # write(1, ...) from a pipe's handler, sendto(1, ..., MSG_DONTWAIT...)
@@ -21,17 +21,16 @@ for line in open(sys.argv[1]):
     codes = []
     pos = 0
     while pos < len(data):
-        if not codes and data[pos:pos + 1].isdigit() and b"\r\n\r\n" in data[pos:]:
+        if not codes and data[pos:pos + 1].isdigit() and CRLF2 in data[pos:]:
             # plaintext handshake reply
-            end = data.index(b"\r\n\r\n", pos)
+            end = data.index(CRLF2, pos)
             codes.append(data[pos:pos + 3].decode())
             pos = end + 4
             continue
         k = 16
-        while pos + k + 4 <= len(data) and data[pos + k:pos + k + 4] != b"\r\n\r\n":
+        while pos + k + 4 <= len(data) and data[pos + k:pos + k + 4] != CRLF2:
             k += 16
-        dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
-        text = dec.update(data[pos:pos + k]) + dec.finalize()
+        text = decrypt(key, data[pos:pos + k])
         codes.append(text[:3].decode("ascii", "replace"))
         pos += k + 4
     print(" ".join(codes))

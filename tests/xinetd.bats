@@ -4,26 +4,26 @@
 
 load helpers
 
-# with_subject SUBJECT: prints the messages delivered to bob@example.com
+# with_subject SUBJECT: prints the messages delivered to bob@example.org
 # with that subject; fails when there is none.
 with_subject() {
 	local list
-	list=$(delivered "$MAIL/example.com/bob/Maildir") || return 1
+	list=$(delivered) || return 1
 	[ -n "$list" ] && grep -l -F -x "Subject: $1" $list
 }
 
 
 # send_mail HOST SUBJECT: batch-mode client, alice to bob, body on stdin.
 send_mail() {
-	USMTP_PASSWORD=alice-pw timeout 30 usmtp-client -H "$1" -p "$XPORT" \
-	    --ca "$KEYS/ca.pem" -u alice@example.com -t bob@example.com -s "$2"
+	USMTP_PASSWORD="correct horse" timeout 30 usmtp-client -H "$1" \
+	    -p "$XPORT" --ca "$KEYS/ca.pem" -u alice@example.org \
+	    -t bob@example.org -s "$2"
 }
 
 
 setup() {
 	usmtp_setup
-	add_user alice@example.com alice-pw
-	add_user bob@example.com bob-pw
+	add_test_users
 	xinetd_start
 }
 
@@ -88,30 +88,13 @@ teardown() {
 }
 
 @test "a scripted login through xinetd gets every reply in order and ends on BYE" {
-	cat >"$T/script" <<-\EOS
-	handshake
-	send 1.0 Hello
-	send LOGIN
-	send alice@example.com
-	send alice-pw
-	send BYE
-	EOS
-	run -0 --separate-stderr timeout 30 usmtp-script \
-	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" "$T/script"
-	diff -u - <(printf '%s\n' "$output") <<-\EOX
-	201 ssl valid
-	202 algos valid
-	203 symetric key decryption done
-	100 Hello supported_protocols usmtp supported_versions 1.0
-	111 Send your e-mail adress
-	112 Send your password
-	210 Authentication successful
-	EOX
+	run -0 --separate-stderr tcp_script login-good 127.0.0.1 "$XPORT"
+	golden_tcp login-good
 }
 
 @test "a wrong password through xinetd is refused (client exit 77) and nothing is delivered" {
 	USMTP_PASSWORD=wrong run -77 --separate-stderr timeout 30 usmtp-client \
-	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" -u alice@example.com \
-	    -t bob@example.com -s "wrong password" <<<"never"
+	    -H 127.0.0.1 -p "$XPORT" --ca "$KEYS/ca.pem" -u alice@example.org \
+	    -t bob@example.org -s "wrong password" <<<"never"
 	run -1 with_subject "wrong password"
 }

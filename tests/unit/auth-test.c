@@ -46,11 +46,11 @@ static void	test_concurrent(void);
 static void	test_locked(void);
 static double	now_ms(void);
 static double	check_ms(struct userdb *, const char *, const char *);
-static double	dmin(double, double);
+static void	fastest_checks(struct userdb *, const char *const [3][2],
+		    double [3]);
 static int	count_user(void *, const char *, const char *);
 static void	writer(const char *, const char *);
 static void	onterm(int);
-static void	cleanup(void);
 
 static void
 good_addr(const char *in, const char *want)
@@ -145,11 +145,30 @@ test_addr(void)
 	    strcmp(out, "a@b") == 0, "only inlen bytes are read");
 }
 
+/* Records auth_verify must refuse (-1): the empty one, and well-formed
+ * ones changed in one place. */
+#define DUMMY_SALT	"dXNtdHAgZHVtbXkgc2FsdA=="
+#define DUMMY_HASH	"dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE="
+static const struct {
+	const char *rec, *what;
+} bad_rec[] = {
+	{ "", "empty record malformed" },
+	{ "$scrypt$ln=0,r=8,p=1$" DUMMY_SALT "$" DUMMY_HASH, "ln=0 malformed" },
+	{ "$scrypt$ln=40,r=8,p=1$" DUMMY_SALT "$" DUMMY_HASH, "ln=40 refused" },
+	{ "$scrypt$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA=$" DUMMY_HASH,
+	    "bad base64 salt" },
+	{ "$scrypt$ln=1,r=8,p=1$" DUMMY_SALT
+	    "$dXNtdHAgZHVtbXkgaGFzaDogbm!2ZXIgYSBtYXRjaCE=", "bad base64 hash" },
+	{ "$pbkdf2$ln=1,r=8,p=1$" DUMMY_SALT "$" DUMMY_HASH,
+	    "unknown algorithm" },
+};
+
 static void
 test_hash(void)
 {
 	char rec[AUTH_HASH_MAX + 1], rec2[AUTH_HASH_MAX + 1];
 	const char *why;
+	size_t i;
 
 	ok(auth_hash("secret", 6, 1, rec, sizeof(rec), &why) == 0,
 	    "auth_hash cost 1");
@@ -168,24 +187,11 @@ test_hash(void)
 	    &why) == -1, "cost above maximum refused");
 	ok(auth_hash("secret", 6, 1, rec, 40, &why) == -1,
 	    "small buffer refused");
-	ok(auth_verify("", "x", 1, &why) == -1, "empty record malformed");
 	ok(auth_verify("secret", "secret", 6, &why) == -1,
 	    "bare password is not a record");
-	ok(auth_verify("$scrypt$ln=0,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
-	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
-	    "ln=0 malformed");
-	ok(auth_verify("$scrypt$ln=40,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
-	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
-	    "ln=40 refused");
-	ok(auth_verify("$scrypt$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA=$"
-	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
-	    "bad base64 salt");
-	ok(auth_verify("$scrypt$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
-	    "dXNtdHAgZHVtbXkgaGFzaDogbm!2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
-	    "bad base64 hash");
-	ok(auth_verify("$pbkdf2$ln=1,r=8,p=1$dXNtdHAgZHVtbXkgc2FsdA==$"
-	    "dXNtdHAgZHVtbXkgaGFzaDogbmV2ZXIgYSBtYXRjaCE=", "x", 1, &why) == -1,
-	    "unknown algorithm");
+	for (i = 0; i < sizeof(bad_rec) / sizeof(bad_rec[0]); i++)
+		ok(auth_verify(bad_rec[i].rec, "x", 1, &why) == -1, "%s",
+		    bad_rec[i].what);
 }
 
 static int
@@ -200,10 +206,29 @@ count_user(void *arg, const char *addr, const char *maildir)
 static void
 test_db(void)
 {
+	/* auth_check of alice ("alice pw") and bob ("bob pw"): 1 or 0 */
+	static const struct {
+		const char *addr, *pw;
+		size_t len;
+		int want;
+		const char *what;
+	} checks[] = {
+		{ "alice@example.com", "alice pw", 8, 1,
+		    "check alice, right password" },
+		{ "alice@example.com", "bob pw", 6, 0,
+		    "check alice, wrong password" },
+		{ "alice@example.com", "alice pw\0", 9, 0,
+		    "check alice, right password plus a NUL" },
+		{ "alice@example.com", "alice p", 7, 0,
+		    "check alice, password prefix" },
+		{ "bob@example.com", "bob pw", 6, 1, "check bob, right password" },
+		{ "nobody@example.com", "bob pw", 6, 0, "check unknown address" },
+	};
 	char db[256], rec[AUTH_HASH_MAX + 1], md[AUTH_MAILDIR_MAX + 1];
 	struct userdb *udb;
 	struct stat st;
 	const char *why = NULL;
+	size_t i;
 	int fd, count;
 
 	snprintf(db, sizeof(db), "%s/users.db", dir);
@@ -246,18 +271,9 @@ test_db(void)
 	    "lookup with a small Maildir buffer");
 	ok(auth_lookup(udb, "nobody@example.com", md, sizeof(md), &why) == 0,
 	    "lookup unknown");
-	ok(auth_check(udb, "alice@example.com", "alice pw", 8, &why) == 1,
-	    "check alice, right password");
-	ok(auth_check(udb, "alice@example.com", "bob pw", 6, &why) == 0,
-	    "check alice, wrong password");
-	ok(auth_check(udb, "alice@example.com", "alice pw\0", 9, &why) == 0,
-	    "check alice, right password plus a NUL");
-	ok(auth_check(udb, "alice@example.com", "alice p", 7, &why) == 0,
-	    "check alice, password prefix");
-	ok(auth_check(udb, "bob@example.com", "bob pw", 6, &why) == 1,
-	    "check bob, right password");
-	ok(auth_check(udb, "nobody@example.com", "bob pw", 6, &why) == 0,
-	    "check unknown address");
+	for (i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+		ok(auth_check(udb, checks[i].addr, checks[i].pw, checks[i].len,
+		    &why) == checks[i].want, "%s", checks[i].what);
 	count = 0;
 	ok(auth_foreach(udb, count_user, &count, &why) == 0 && count == 2,
 	    "foreach sees 2 users (%d)", count);
@@ -324,12 +340,6 @@ now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static double
-dmin(double a, double b)
-{
-	return a < b ? a : b;
-}
-
 /* One check, in milliseconds. */
 static double
 check_ms(struct userdb *udb, const char *addr, const char *pw)
@@ -342,14 +352,40 @@ check_ms(struct userdb *udb, const char *addr, const char *pw)
 	return now_ms() - t;
 }
 
+/*
+ * The fastest of TIMING_ROUNDS checks of each of three (address,
+ * password) pairs, in milliseconds; each round checks all three, so
+ * load on the machine hits all alike.
+ */
+static void
+fastest_checks(struct userdb *udb, const char *const check[3][2],
+    double ms[3])
+{
+	double t;
+	int i, j;
+
+	for (j = 0; j < 3; j++)
+		ms[j] = 1e12;
+	for (i = 0; i < TIMING_ROUNDS; i++)
+		for (j = 0; j < 3; j++) {
+			t = check_ms(udb, check[j][0], check[j][1]);
+			if (t < ms[j])
+				ms[j] = t;
+		}
+}
+
 static void
 test_timing(void)
 {
 	char db[256], rec[AUTH_HASH_MAX + 1];
+	static const char *const check[3][2] = {
+		{ "dave@example.com", "pw" },		/* right */
+		{ "dave@example.com", "wrong" },	/* wrong */
+		{ "nobody@example.com", "wrong" },	/* unknown */
+	};
 	struct userdb *udb;
 	const char *why;
-	double right, wrong, unknown, t;
-	int i;
+	double ms[3], right, wrong, unknown, t;
 
 	snprintf(db, sizeof(db), "%s/timing.db", dir);
 	t = now_ms();
@@ -363,15 +399,8 @@ test_timing(void)
 		ok(0, "auth_open: %s", why);
 		return;
 	}
-	/* interleaved, the fastest of each: load on the machine hits all */
-	right = wrong = unknown = 1e12;
-	for (i = 0; i < TIMING_ROUNDS; i++) {
-		right = dmin(right, check_ms(udb, "dave@example.com", "pw"));
-		wrong = dmin(wrong, check_ms(udb, "dave@example.com",
-		    "wrong"));
-		unknown = dmin(unknown, check_ms(udb, "nobody@example.com",
-		    "wrong"));
-	}
+	fastest_checks(udb, check, ms);
+	right = ms[0], wrong = ms[1], unknown = ms[2];
 	printf("# check: right %.1f ms, wrong %.1f ms, unknown %.1f ms\n",
 	    right, wrong, unknown);
 	ok(unknown < 3 * wrong && wrong < 3 * unknown,
@@ -517,10 +546,14 @@ static void
 test_params_timing(void)
 {
 	char db[256], rec[AUTH_HASH_MAX + 1];
+	static const char *const check[3][2] = {
+		{ "new@example.com", "no" },		/* known, cost 11 */
+		{ "nobody@example.com", "no" },		/* unknown */
+		{ "old@example.com", "no" },		/* cheap, cost 1 */
+	};
 	struct userdb *udb;
 	const char *why;
-	double known, unknown, cheap;
-	int i;
+	double ms[3], known, unknown, cheap;
 
 	snprintf(db, sizeof(db), "%s/cost.db", dir);
 	auth_hash("pw", 2, 1, rec, sizeof(rec), &why);
@@ -533,13 +566,8 @@ test_params_timing(void)
 		ok(0, "auth_open: %s", why);
 		return;
 	}
-	known = unknown = cheap = 1e12;
-	for (i = 0; i < TIMING_ROUNDS; i++) {
-		known = dmin(known, check_ms(udb, "new@example.com", "no"));
-		unknown = dmin(unknown, check_ms(udb, "nobody@example.com",
-		    "no"));
-		cheap = dmin(cheap, check_ms(udb, "old@example.com", "no"));
-	}
+	fastest_checks(udb, check, ms);
+	known = ms[0], unknown = ms[1], cheap = ms[2];
 	printf("# check: cost 11 user %.2f ms, unknown %.2f ms, cost 1 user "
 	    "%.2f ms\n", known, unknown, cheap);
 	/* the default cost (14) is 8 times the work of cost 11: a margin
@@ -739,23 +767,10 @@ test_locked(void)
 	waitpid(pid, &status, 0);
 }
 
-static void
-cleanup(void)
-{
-	char cmd[300];
-
-	if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir) < (int)sizeof(cmd))
-		if (system(cmd) != 0)
-			printf("# could not remove %s\n", dir);
-}
-
 int
 main(void)
 {
-	if (mkdtemp(dir) == NULL) {
-		printf("Bail out! mkdtemp: %s\n", strerror(errno));
-		return 1;
-	}
+	must(mkdtemp(dir) != NULL, "mkdtemp");
 	test_addr();
 	test_hash();
 	test_db();
@@ -765,6 +780,6 @@ main(void)
 	test_init();
 	test_concurrent();
 	test_locked();
-	cleanup();
+	remove_tree(dir);
 	return tap_done();
 }

@@ -29,6 +29,7 @@ static char	path[512];
 static const char *conf(const char *name, const char *text, int mode);
 static int	load(struct clientconf *cf, const char *text,
 		    const char *account, const char **why);
+static void	unload(struct clientconf *cf, int r);
 static void	err(const char *text, const char *want);
 static int	has(const char *s, const char *sub);
 static long	now_ms(void);
@@ -66,6 +67,14 @@ load(struct clientconf *cf, const char *text, const char *account,
 	    why);
 }
 
+/* Frees cf when r, what load returned, says it was loaded. */
+static void
+unload(struct clientconf *cf, int r)
+{
+	if (r == 0)
+		clientconf_free(cf);
+}
+
 static int
 has(const char *s, const char *sub)
 {
@@ -83,8 +92,7 @@ err(const char *text, const char *want)
 	r = load(&cf, text, NULL, &why);
 	ok(r == -1 && has(why, want), "error \"%s\" (got %d: %s)", want, r,
 	    r == -1 ? why : "loaded");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 }
 
 static long
@@ -142,8 +150,7 @@ test_keys(void)
 	ok(r == 0 && strcmp(cf.password_command, "  gpg -d x  ") == 0,
 	    "double quotes keep the blanks inside (got '%s')",
 	    r == 0 ? cf.password_command : "");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 
 	r = load(&cf, "account a\nhost 65535\nport 65535\ndialect auto\n"
 	    "secure prefer\nuser \"\"\nca x # not a comment\n", NULL, &why);
@@ -151,8 +158,7 @@ test_keys(void)
 	    cf.secure == CONF_SECURE_PREFER && cf.user == NULL &&
 	    strcmp(cf.ca, "x # not a comment") == 0,
 	    "port 65535, auto, prefer; \"\" unsets; # inside a line is text");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 
 	r = load(&cf, "account a\n", NULL, &why);
 	ok(r == 0 && cf.host == NULL && cf.port == 0 && cf.ca == NULL &&
@@ -160,8 +166,7 @@ test_keys(void)
 	    cf.password_command == NULL && cf.timeout == -1 &&
 	    cf.dialect == CONF_DIALECT_UNSET &&
 	    cf.secure == CONF_SECURE_UNSET, "an empty account sets nothing");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 }
 
 static void
@@ -192,8 +197,7 @@ test_sections(void)
 	    strcmp(cf.password_command, "pass show usmtp") == 0,
 	    "an account takes the defaults given before it, not after (%s)",
 	    r ? why : "ok");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, text, "late", &why);
 	ok(r == 0 && cf.port == 0 && cf.timeout == 30 &&
 	    strcmp(cf.host, "late.example") == 0,
@@ -201,19 +205,16 @@ test_sections(void)
 	ok(r == 0 && strcmp(cf.password_file, "/p") == 0 &&
 	    cf.password_command == NULL,
 	    "password-file replaces an inherited password-command");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, text, "mix", &why);
 	ok(r == 0 && strcmp(cf.host, "early.example") == 0 &&
 	    cf.timeout == 30 && strcmp(cf.user, "u@example.org") == 0,
 	    "account mix : early takes early's keys over the defaults");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, text, "plain", &why);
 	ok(r == 0 && cf.password_command == NULL && cf.password_file == NULL,
 	    "an empty value unsets an inherited key");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 }
 
 static void
@@ -227,17 +228,14 @@ test_choice(void)
 	    "account b\nhost B\n", NULL, &why);
 	ok(r == 0 && strcmp(cf.account, "default") == 0 &&
 	    strcmp(cf.host, "D") == 0, "without a name: the account default");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, "account a\nhost A\naccount b\nhost B\n", NULL, &why);
 	ok(r == 0 && strcmp(cf.account, "a") == 0,
 	    "without a name and a default: the first account");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, "account a\nhost A\naccount b\nhost B\n", "b", &why);
 	ok(r == 0 && strcmp(cf.host, "B") == 0, "the account asked for");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, "account a\nhost A\n", "nope", &why);
 	ok(r == -1 && has(why, "c.conf: no account nope"),
 	    "an account that is not there is an error (%s)", why);
@@ -245,18 +243,15 @@ test_choice(void)
 	ok(r == 0 && strcmp(cf.account, "default") == 0 &&
 	    cf.account_line == 0 && strcmp(cf.host, "H") == 0 &&
 	    cf.port == 99, "keys before any section make account default");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, "defaults\nhost H\n", NULL, &why);
 	ok(r == 0 && cf.account == NULL && strcmp(cf.host, "H") == 0,
 	    "no account at all: the defaults");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	r = load(&cf, "# nothing\n\n", NULL, &why);
 	ok(r == 0 && cf.account == NULL && cf.host == NULL,
 	    "a file of comments loads empty");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 }
 
 static void
@@ -353,8 +348,7 @@ test_files(void)
 	p = conf("ro.conf", "account a\n", 0400);
 	r = clientconf_load(&cf, p, 1, NULL, &why);
 	ok(r == 0, "mode 0400 is fine (%s)", r ? why : "ok");
-	if (r == 0)
-		clientconf_free(&cf);
+	unload(&cf, r);
 	if (geteuid() == 0) {
 		p = conf("theirs.conf", "account a\n", 0600);
 		if (chown(p, 1, 1) == 0) {
@@ -569,12 +563,7 @@ test_pwcmd(void)
 int
 main(void)
 {
-	char	cmd[600];
-
-	if (mkdtemp(dir) == NULL) {
-		perror("clientconf-test: mkdtemp");
-		return 1;
-	}
+	must(mkdtemp(dir) != NULL, "mkdtemp");
 	test_keys();
 	test_sections();
 	test_choice();
@@ -583,7 +572,6 @@ main(void)
 	test_path();
 	test_pwfile();
 	test_pwcmd();
-	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)!system(cmd);
+	remove_tree(dir);
 	return tap_done();
 }

@@ -35,7 +35,6 @@
 static char	dir[] = "/tmp/limit-test.XXXXXX";
 static char	path[sizeof(dir) + 16];
 
-static void	must(int cond, const char *what);
 static void	sleep_ms(long ms);
 static pid_t	holder(int kind, unsigned max, long hold_ms, int *ready);
 static void	test_kdf(void);
@@ -45,15 +44,6 @@ static void	test_race(void);
 static void	test_sessions(void);
 static void	test_bad_paths(void);
 static int	hold(const char *file, const char *kind, const char *n);
-
-static void
-must(int cond, const char *what)
-{
-	if (!cond) {
-		printf("Bail out! %s: %s\n", what, strerror(errno));
-		exit(1);
-	}
-}
 
 static void
 sleep_ms(long ms)

@@ -57,9 +57,15 @@ static int	 read1(const struct vector *v, const unsigned char *m,
 		    size_t len);
 static int	 read2(const struct vector *v, const unsigned char *m,
 		    size_t len);
+typedef int	 reader(const struct vector *, const unsigned char *, size_t);
+static int	 changed_taken(reader *rd, const struct vector *v,
+		    const struct field *msg, unsigned char flip);
+static int	 cut_taken(reader *rd, const struct vector *v,
+		    const struct field *msg);
 static void	 test_vectors(const struct vector *v);
 static void	 test_tamper_handshake(const struct vector *v);
 static void	 test_tamper_transport(const struct vector *v);
+static int	 msg1_refused(const struct vector *v, struct noise_hs *i);
 static void	 test_wrong_peer(const struct vector *v);
 static void	 test_order(const struct vector *v);
 static int	 handshake(const struct vector *v, int fixed, struct pair *p,
@@ -274,25 +280,20 @@ test_vectors(const struct vector *v)
 	if (i == NULL || r == NULL)
 		exit(tap_done());
 
-	/* message 1: -> e, es */
-	ok(noise_hs_write_message(i, v->payload[0].b, v->payload[0].len,
-	    out, sizeof(out), &n, &why) == 0 &&
-	    same(out, n, v->ct[0].b, v->ct[0].len),
-	    "message 1 (-> e, es) written by the initiator matches the vector");
-	ok(noise_hs_read_message(r, v->ct[0].b, v->ct[0].len, pl, sizeof(pl),
-	    &plen, &why) == 0 &&
-	    same(pl, plen, v->payload[0].b, v->payload[0].len),
-	    "message 1 read by the responder gives its payload");
-
-	/* message 2: <- e, ee */
-	ok(noise_hs_write_message(r, v->payload[1].b, v->payload[1].len,
-	    out, sizeof(out), &n, &why) == 0 &&
-	    same(out, n, v->ct[1].b, v->ct[1].len),
-	    "message 2 (<- e, ee) written by the responder matches the vector");
-	ok(noise_hs_read_message(i, v->ct[1].b, v->ct[1].len, pl, sizeof(pl),
-	    &plen, &why) == 0 &&
-	    same(pl, plen, v->payload[1].b, v->payload[1].len),
-	    "message 2 read by the initiator gives its payload");
+	/* message 1: -> e, es; message 2: <- e, ee */
+	for (k = 0; k < 2; k++) {
+		ok(noise_hs_write_message(k == 0 ? i : r, v->payload[k].b,
+		    v->payload[k].len, out, sizeof(out), &n, &why) == 0 &&
+		    same(out, n, v->ct[k].b, v->ct[k].len),
+		    "message %d (%s) written by the %s matches the vector",
+		    k + 1, k == 0 ? "-> e, es" : "<- e, ee",
+		    k == 0 ? "initiator" : "responder");
+		ok(noise_hs_read_message(k == 0 ? r : i, v->ct[k].b,
+		    v->ct[k].len, pl, sizeof(pl), &plen, &why) == 0 &&
+		    same(pl, plen, v->payload[k].b, v->payload[k].len),
+		    "message %d read by the %s gives its payload", k + 1,
+		    k == 0 ? "responder" : "initiator");
+	}
 
 	ok(noise_hs_split(i, &isend, &irecv, ih, &why) == 0 &&
 	    same(ih, 32, v->hash.b, 32),
@@ -329,48 +330,66 @@ test_vectors(const struct vector *v)
 	ok(r1 == -1, "a cipher without a key refuses to encrypt (%s)", why);
 }
 
+/*
+ * How many copies of msg, each with one byte changed (xor flip), rd does
+ * not refuse (-1).
+ */
+static int
+changed_taken(reader *rd, const struct vector *v, const struct field *msg,
+    unsigned char flip)
+{
+	unsigned char	m[sizeof(msg->b)];
+	size_t		k;
+	int		taken = 0;
+
+	for (k = 0; k < msg->len; k++) {
+		memcpy(m, msg->b, msg->len);
+		m[k] ^= flip;
+		if (rd(v, m, msg->len) != -1)
+			taken++;
+	}
+	return taken;
+}
+
+/* How many of msg's proper prefixes rd does not refuse (-1). */
+static int
+cut_taken(reader *rd, const struct vector *v, const struct field *msg)
+{
+	size_t	k;
+	int	taken = 0;
+
+	for (k = 0; k < msg->len; k++)
+		if (rd(v, msg->b, k) != -1)
+			taken++;
+	return taken;
+}
+
 static void
 test_tamper_handshake(const struct vector *v)
 {
+	/* message 1 read by the responder, message 2 by the initiator */
+	static const struct {
+		reader		*rd;
+		unsigned char	 flip;
+	} msg[2] = { { read1, 0x01 }, { read2, 0x80 } };
 	unsigned char	m[256];
-	size_t		k, len;
-	int		bad;
+	size_t		len;
+	int		bad, j;
 
-	/* every byte of message 1: the ephemeral key, ciphertext, tag */
-	len = v->ct[0].len;
-	for (k = 0, bad = 0; k < len; k++) {
-		memcpy(m, v->ct[0].b, len);
-		m[k] ^= 0x01;
-		if (read1(v, m, len) != -1)
-			bad++;
+	/* every byte: the ephemeral key, ciphertext, tag */
+	for (j = 0; j < 2; j++) {
+		len = v->ct[j].len;
+		bad = changed_taken(msg[j].rd, v, &v->ct[j], msg[j].flip);
+		ok(bad == 0 && msg[j].rd(v, v->ct[j].b, len) == 0,
+		    "message %d with any one of its %zu bytes changed is "
+		    "refused (%d accepted)", j + 1, len, bad);
+		bad = cut_taken(msg[j].rd, v, &v->ct[j]);
+		memcpy(m, v->ct[j].b, len);
+		m[len] = 0;
+		ok(bad == 0 && msg[j].rd(v, m, len + 1) == -1,
+		    "message %d cut to any shorter length or one byte longer "
+		    "is refused (%d accepted)", j + 1, bad);
 	}
-	ok(bad == 0 && read1(v, v->ct[0].b, len) == 0,
-	    "message 1 with any one of its %zu bytes changed is refused "
-	    "(%d accepted)", len, bad);
-	for (k = 0, bad = 0; k < len; k++)
-		if (read1(v, v->ct[0].b, k) != -1)
-			bad++;
-	memcpy(m, v->ct[0].b, len);
-	m[len] = 0;
-	ok(bad == 0 && read1(v, m, len + 1) == -1,
-	    "message 1 cut to any shorter length or one byte longer is "
-	    "refused (%d accepted)", bad);
-
-	len = v->ct[1].len;
-	for (k = 0, bad = 0; k < len; k++) {
-		memcpy(m, v->ct[1].b, len);
-		m[k] ^= 0x80;
-		if (read2(v, m, len) != -1)
-			bad++;
-	}
-	ok(bad == 0 && read2(v, v->ct[1].b, len) == 0,
-	    "message 2 with any one of its %zu bytes changed is refused "
-	    "(%d accepted)", len, bad);
-	for (k = 0, bad = 0; k < len; k++)
-		if (read2(v, v->ct[1].b, k) != -1)
-			bad++;
-	ok(bad == 0, "message 2 cut to any shorter length is refused "
-	    "(%d accepted)", bad);
 
 	/* a low-order public key: X25519 gives all zeros, refused */
 	memcpy(m, v->ct[0].b, v->ct[0].len);
@@ -433,12 +452,30 @@ test_tamper_transport(const struct vector *v)
 	pair_clear(&p);
 }
 
+/*
+ * The initiator i (NULL when it could not be set up) writes message 1
+ * with the vector's payload, and the vector's responder refuses it.
+ * Frees i.
+ */
+static int
+msg1_refused(const struct vector *v, struct noise_hs *i)
+{
+	unsigned char	 out[256];
+	size_t		 n;
+	const char	*why;
+	int		 refused;
+
+	refused = i != NULL && noise_hs_write_message(i, v->payload[0].b,
+	    v->payload[0].len, out, sizeof(out), &n, &why) == 0 &&
+	    read1(v, out, n) == -1;
+	noise_hs_free(i);
+	return refused;
+}
+
 static void
 test_wrong_peer(const struct vector *v)
 {
-	struct noise_hs	*i;
-	unsigned char	 out[256], rs[32], pro[64];
-	size_t		 n;
+	unsigned char	 rs[32], pro[64];
 	const char	*why;
 	EVP_PKEY	*other;
 
@@ -449,39 +486,22 @@ test_wrong_peer(const struct vector *v)
 		return;
 	}
 	EVP_PKEY_free(other);
-	i = initiator(v, rs, v->init_e.b);
-	ok(i != NULL && noise_hs_write_message(i, v->payload[0].b,
-	    v->payload[0].len, out, sizeof(out), &n, &why) == 0 &&
-	    read1(v, out, n) == -1,
+	ok(msg1_refused(v, initiator(v, rs, v->init_e.b)),
 	    "message 1 made for another static key fails at the responder");
-	noise_hs_free(i);
-
 	memcpy(rs, v->rs.b, 32);
 	rs[31] ^= 0x40;
-	i = initiator(v, rs, v->init_e.b);
-	ok(i != NULL && noise_hs_write_message(i, v->payload[0].b,
-	    v->payload[0].len, out, sizeof(out), &n, &why) == 0 &&
-	    read1(v, out, n) == -1,
+	ok(msg1_refused(v, initiator(v, rs, v->init_e.b)),
 	    "message 1 made for a static key with one bit changed fails");
-	noise_hs_free(i);
 
 	/* another prologue: the plaintext negotiation was changed */
 	memcpy(pro, v->prologue.b, v->prologue.len);
 	pro[0] ^= 0x20;
-	i = noise_hs_new(1, pro, v->prologue.len, NULL, v->rs.b, v->init_e.b,
-	    &why);
-	ok(i != NULL && noise_hs_write_message(i, v->payload[0].b,
-	    v->payload[0].len, out, sizeof(out), &n, &why) == 0 &&
-	    read1(v, out, n) == -1,
+	ok(msg1_refused(v, noise_hs_new(1, pro, v->prologue.len, NULL,
+	    v->rs.b, v->init_e.b, &why)),
 	    "message 1 made with a prologue differing in one byte fails");
-	noise_hs_free(i);
-	i = noise_hs_new(1, v->prologue.b, v->prologue.len - 1, NULL, v->rs.b,
-	    v->init_e.b, &why);
-	ok(i != NULL && noise_hs_write_message(i, v->payload[0].b,
-	    v->payload[0].len, out, sizeof(out), &n, &why) == 0 &&
-	    read1(v, out, n) == -1,
+	ok(msg1_refused(v, noise_hs_new(1, v->prologue.b,
+	    v->prologue.len - 1, NULL, v->rs.b, v->init_e.b, &why)),
 	    "message 1 made with a prologue one byte short fails");
-	noise_hs_free(i);
 }
 
 static void

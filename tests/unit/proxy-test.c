@@ -48,9 +48,13 @@ static void	test_v1(void);
 static void	test_v2(void);
 static void	test_garbage(void);
 static long	ms_since(const struct timespec *t0);
-static void	test_read_whole(void);
-static void	test_read_dribbled(void);
+static void	read_header(const char *what, const unsigned char *hdr,
+		    size_t len, const char *peer, size_t step);
+static void	test_read(void);
 static void	test_read_eintr(void);
+static void	gives_up(int fd, const char *want, const char *what);
+static void	refused(const char *what, const char *input, size_t len,
+		    int hangup, const char *want);
 static void	test_read_fail(void);
 static void	on_alarm(int sig);
 
@@ -451,104 +455,79 @@ ms_since(const struct timespec *t0)
 	    (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-/* A header and the stream written at once: the stream stays unread. */
-static void
-test_read_whole(void)
-{
-	static const char	*v1 =
-	    "PROXY TCP6 2001:db8::7 ::1 4711 1338\r\n";
-	unsigned char		 b[128];
-	struct proxy_hdr	 h;
-	const char		*why = "";
-	char			 rest[64];
-	ssize_t			 n;
-	size_t			 len;
-	int			 sv[2], r, pass;
-
-	for (pass = 0; pass < 2; pass++) {
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-			abort();
-		if (pass == 0) {
-			len = strlen(v1);
-			memcpy(b, v1, len);
-		} else
-			len = v2_inet(b, "\x05\x00\x02id", 5);
-		memcpy(b + len, STREAM, sizeof(STREAM) - 1);
-		if (write(sv[1], b, len + sizeof(STREAM) - 1) !=
-		    (ssize_t)(len + sizeof(STREAM) - 1))
-			abort();
-		r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-		ok(r == 0 && h.len == len && strcmp(h.peer, pass == 0 ?
-		    "[2001:db8::7]:4711" : "192.0.2.1:4711") == 0,
-		    "proxy_read v%d: the header (%s)", pass + 1,
-		    r == 0 ? h.peer : why);
-		close(sv[1]);
-		n = read(sv[0], rest, sizeof(rest));
-		ok(n == (ssize_t)sizeof(STREAM) - 1 &&
-		    memcmp(rest, STREAM, sizeof(STREAM) - 1) == 0,
-		    "proxy_read v%d: the stream after it is left whole",
-		    pass + 1);
-		close(sv[0]);
-	}
-}
-
 /*
- * A writer process sends header and stream a byte at a time (v1) or in
- * three pieces that cut the fixed part and the addresses (v2).
+ * proxy_read of a header (hdr, len bytes) with STREAM after it: it takes
+ * the header, with peer, and leaves the stream whole.  With step 0 all
+ * is written before the read; else a writer process sends step bytes at
+ * a time.  Two checks, named after what.
  */
 static void
-test_read_dribbled(void)
+read_header(const char *what, const unsigned char *hdr, size_t len,
+    const char *peer, size_t step)
 {
-	static const char	*v1 =
-	    "PROXY TCP4 192.0.2.3 10.0.0.1 5 1338\r\n";
 	unsigned char		 b[128];
 	struct proxy_hdr	 h;
 	const char		*why = "";
 	char			 rest[64];
-	size_t			 len, i, step;
+	size_t			 total, got, i;
 	ssize_t			 n;
-	pid_t			 pid;
-	int			 sv[2], r, pass, status;
+	pid_t			 pid = -1;
+	int			 sv[2], r, status;
 
-	for (pass = 0; pass < 2; pass++) {
-		if (pass == 0) {
-			len = strlen(v1);
-			memcpy(b, v1, len);
-		} else
-			len = v2_inet(b, "\x04\x00\x01z", 4);
-		memcpy(b + len, STREAM, sizeof(STREAM) - 1);
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-			abort();
-		if ((pid = fork()) == -1)
-			abort();
+	memcpy(b, hdr, len);
+	memcpy(b + len, STREAM, sizeof(STREAM) - 1);
+	total = len + sizeof(STREAM) - 1;
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	if (step == 0)
+		must(write(sv[1], b, total) == (ssize_t)total, "write");
+	else {
+		must((pid = fork()) != -1, "fork");
 		if (pid == 0) {
 			close(sv[0]);
-			step = pass == 0 ? 1 : 10;
-			for (i = 0; i < len + sizeof(STREAM) - 1; i += step) {
-				if (write(sv[1], b + i, i + step > len +
-				    sizeof(STREAM) - 1 ? len + sizeof(STREAM) -
-				    1 - i : step) == -1)
+			for (i = 0; i < total; i += step) {
+				if (write(sv[1], b + i, total - i < step ?
+				    total - i : step) == -1)
 					_exit(1);
 				usleep(2000);	/* pacing, not a wait */
 			}
 			_exit(0);
 		}
-		close(sv[1]);
-		r = proxy_read(sv[0], 5000, &h, &why);
-		ok(r == 0 && h.len == len && strcmp(h.peer, pass == 0 ?
-		    "192.0.2.3:5" : "192.0.2.1:4711") == 0,
-		    "proxy_read v%d dribbled: the header (%s)", pass + 1,
-		    r == 0 ? h.peer : why);
-		len = 0;
-		while ((n = read(sv[0], rest + len, sizeof(rest) - len)) > 0)
-			len += (size_t)n;
-		ok(len == sizeof(STREAM) - 1 &&
-		    memcmp(rest, STREAM, len) == 0,
-		    "proxy_read v%d dribbled: the stream after it is whole "
-		    "(%zu bytes)", pass + 1, len);
-		close(sv[0]);
-		waitpid(pid, &status, 0);
 	}
+	r = proxy_read(sv[0], step == 0 ? SHORT_WAIT_MS : 5000, &h, &why);
+	ok(r == 0 && h.len == len && strcmp(h.peer, peer) == 0,
+	    "%s: the header (%s)", what, r == 0 ? h.peer : why);
+	close(sv[1]);
+	got = 0;
+	while ((n = read(sv[0], rest + got, sizeof(rest) - got)) > 0)
+		got += (size_t)n;
+	ok(got == sizeof(STREAM) - 1 && memcmp(rest, STREAM, got) == 0,
+	    "%s: the stream after it is left whole (%zu bytes)", what, got);
+	close(sv[0]);
+	if (pid != -1)
+		waitpid(pid, &status, 0);
+}
+
+/*
+ * A header and the stream written at once, then dribbled by a writer: a
+ * byte at a time (v1), or in three pieces that cut the fixed part and
+ * the addresses (v2).
+ */
+static void
+test_read(void)
+{
+	static const char	*v1 = "PROXY TCP6 2001:db8::7 ::1 4711 1338\r\n",
+				*v1d = "PROXY TCP4 192.0.2.3 10.0.0.1 5 1338\r\n";
+	unsigned char		 b[128];
+	size_t			 len;
+
+	read_header("proxy_read v1", (const unsigned char *)v1, strlen(v1),
+	    "[2001:db8::7]:4711", 0);
+	len = v2_inet(b, "\x05\x00\x02id", 5);
+	read_header("proxy_read v2", b, len, "192.0.2.1:4711", 0);
+	read_header("proxy_read v1 dribbled", (const unsigned char *)v1d,
+	    strlen(v1d), "192.0.2.3:5", 1);
+	len = v2_inet(b, "\x04\x00\x01z", 4);
+	read_header("proxy_read v2 dribbled", b, len, "192.0.2.1:4711", 10);
 }
 
 static void
@@ -591,79 +570,79 @@ test_read_eintr(void)
 	close(sv[1]);
 }
 
+/*
+ * proxy_read of fd gives up after SHORT_WAIT_MS, and no sooner, for the
+ * reason want: one check, "WHAT after N ms".
+ */
 static void
-test_read_fail(void)
+gives_up(int fd, const char *want, const char *what)
 {
 	struct proxy_hdr	 h;
 	struct timespec		 t0;
 	const char		*why = "";
 	long			 ms;
+	int			 r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = proxy_read(fd, SHORT_WAIT_MS, &h, &why);
+	ms = ms_since(&t0);
+	ok(r == -1 && strcmp(why, want) == 0 &&
+	    ms >= SHORT_WAIT_MS - 5 && ms < SHORT_WAIT_MS + 1000,
+	    "%s after %d ms (%ld ms, %s)", what, SHORT_WAIT_MS, ms, why);
+}
+
+/*
+ * proxy_read refuses what a socket pair holds (len bytes of input, then
+ * the writing end closed when hangup is set) at once, for the reason
+ * want: one check, "WHAT (reason)".
+ */
+static void
+refused(const char *what, const char *input, size_t len, int hangup,
+    const char *want)
+{
+	struct proxy_hdr	 h;
+	const char		*why = "";
+	int			 sv[2], r;
+
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	must(write(sv[1], input, len) == (ssize_t)len, "write");
+	if (hangup)
+		close(sv[1]);
+	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
+	ok(r == -1 && strcmp(why, want) == 0, "%s (%s)", what, why);
+	close(sv[0]);
+	if (!hangup)
+		close(sv[1]);
+}
+
+static void
+test_read_fail(void)
+{
+	struct proxy_hdr	 h;
+	const char		*why = "";
 	int			 sv[2], pfd[2], r;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ms = ms_since(&t0);
-	ok(r == -1 && strcmp(why, "no PROXY header in time") == 0 &&
-	    ms >= SHORT_WAIT_MS - 5 && ms < SHORT_WAIT_MS + 1000,
-	    "nothing sent: gives up after %d ms (%ld ms, %s)", SHORT_WAIT_MS,
-	    ms, why);
-
-	if (write(sv[1], "PROXY TCP4 192.0.2.1", 20) != 20)
-		abort();
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ms = ms_since(&t0);
-	ok(r == -1 && strcmp(why, "PROXY header not complete in time") == 0 &&
-	    ms >= SHORT_WAIT_MS - 5 && ms < SHORT_WAIT_MS + 1000,
-	    "half a header: gives up after %d ms (%ld ms, %s)", SHORT_WAIT_MS,
-	    ms, why);
+	must(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+	gives_up(sv[0], "no PROXY header in time", "nothing sent: gives up");
+	must(write(sv[1], "PROXY TCP4 192.0.2.1", 20) == 20, "write");
+	gives_up(sv[0], "PROXY header not complete in time",
+	    "half a header: gives up");
 	close(sv[0]);
 	close(sv[1]);
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	if (write(sv[1], "PROXY TCP4 192.0.2.1 10.0.0.1 1 2\n", 34) != 34)
-		abort();
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ok(r == -1 && strcmp(why, "PROXY line ends in LF without CR") == 0,
-	    "a malformed header: refused at once (%s)", why);
-	close(sv[0]);
-	close(sv[1]);
+	refused("a malformed header: refused at once",
+	    "PROXY TCP4 192.0.2.1 10.0.0.1 1 2\n", 34, 0,
+	    "PROXY line ends in LF without CR");
+	refused("a USMTP hello instead of a header: refused", STREAM,
+	    sizeof(STREAM) - 1, 0, "not a PROXY protocol header");
+	refused("closed at once: refused", "", 0, 1,
+	    "connection closed before the PROXY header");
+	refused("closed inside a v2 header: refused",
+	    "\r\n\r\n\0\r\nQUIT\n!", 13, 1,
+	    "connection closed inside the PROXY header");
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	if (write(sv[1], STREAM, sizeof(STREAM) - 1) < 0)
-		abort();
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ok(r == -1 && strcmp(why, "not a PROXY protocol header") == 0,
-	    "a USMTP hello instead of a header: refused (%s)", why);
-	close(sv[0]);
-	close(sv[1]);
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	close(sv[1]);
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ok(r == -1 && strcmp(why, "connection closed before the PROXY "
-	    "header") == 0, "closed at once: refused (%s)", why);
-	close(sv[0]);
-
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
-		abort();
-	if (write(sv[1], "\r\n\r\n\0\r\nQUIT\n!", 13) != 13)
-		abort();
-	close(sv[1]);
-	r = proxy_read(sv[0], SHORT_WAIT_MS, &h, &why);
-	ok(r == -1 && strcmp(why, "connection closed inside the PROXY "
-	    "header") == 0, "closed inside a v2 header: refused (%s)", why);
-	close(sv[0]);
-
-	if (pipe(pfd) == -1)
-		abort();
-	if (write(pfd[1], "PROXY UNKNOWN\r\n", 15) != 15)
-		abort();
+	must(pipe(pfd) == 0, "pipe");
+	must(write(pfd[1], "PROXY UNKNOWN\r\n", 15) == 15, "write");
 	r = proxy_read(pfd[0], SHORT_WAIT_MS, &h, &why);
 	ok(r == -1 && strcmp(why, "standard input is not a socket") == 0,
 	    "a pipe: refused (%s)", why);
@@ -677,8 +656,7 @@ main(void)
 	test_v1();
 	test_v2();
 	test_garbage();
-	test_read_whole();
-	test_read_dribbled();
+	test_read();
 	test_read_eintr();
 	test_read_fail();
 	return tap_done();

@@ -46,18 +46,6 @@ static void	test_writers(void);
 static void	test_race(void);
 static void	test_damaged(void);
 static void	test_foreign(void);
-static void	must(int cond, const char *what);
-static void	cleanup(void);
-
-/* Set-up steps that cannot fail unless the machine is broken. */
-static void
-must(int cond, const char *what)
-{
-	if (!cond) {
-		printf("Bail out! %s: %s\n", what, strerror(errno));
-		exit(1);
-	}
-}
 
 /* Block number n: n in its first 8 bytes, the same random tail. */
 static void
@@ -346,25 +334,12 @@ test_foreign(void)
 	unlink(db);
 }
 
-static void
-cleanup(void)
-{
-	char	cmd[sizeof(dir) + 16];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("# could not remove %s\n", dir);
-}
-
 int
 main(void)
 {
 	FILE	*f;
 
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
+	must(mkdtemp(dir) != NULL, "mkdtemp");
 	snprintf(db, sizeof(db), "%s/replay.db", dir);
 	if ((f = fopen("/dev/urandom", "rb")) == NULL ||
 	    fread(tail, 1, sizeof(tail), f) != sizeof(tail))
@@ -376,6 +351,6 @@ main(void)
 	test_damaged();
 	test_foreign();
 	test_flood();
-	cleanup();
+	remove_tree(dir);
 	return tap_done();
 }

@@ -58,7 +58,6 @@ static void	test_repair(void);
 static void	test_create_fails(void);
 static void	test_list(void);
 static void	test_admin_busy(void);
-static void	cleanup(void);
 
 /* peer gives r, and the key texts addr and net when r is 1. */
 static void
@@ -861,23 +860,10 @@ test_admin_busy(void)
 	    u.repaired == NULL, "the file is whole and was never replaced");
 }
 
-static void
-cleanup(void)
-{
-	char	cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "throttle-test: could not remove %s\n", dir);
-}
-
 int
 main(void)
 {
-	if (mkdtemp(dir) == NULL) {
-		perror("throttle-test: mkdtemp");
-		return 1;
-	}
+	must(mkdtemp(dir) != NULL, "mkdtemp");
 	test_keys();
 	test_count();
 	test_net();
@@ -891,6 +877,6 @@ main(void)
 	test_create_fails();
 	test_list();
 	test_admin_busy();
-	cleanup();
+	remove_tree(dir);
 	return tap_done();
 }
