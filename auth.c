@@ -98,6 +98,11 @@ static int	dummy_record(const struct scrypt_rec *, char *, size_t,
 static int	load_params(struct userdb *, const char **);
 static int	is_atext(int);
 static int	check_maildir(const char *);
+static int	db_walk(GDBM_FILE, const char *,
+		    int (*)(void *, datum, const char **), void *,
+		    const char **);
+static int	each_user(void *, datum, const char **);
+static int	copy_one(void *, datum, const char **);
 static int	copy_db(GDBM_FILE, GDBM_FILE, const char *, int,
 		    const char **);
 static int	check_change(enum auth_op, const char *, const char *,
@@ -704,53 +709,123 @@ out:
 	return rv;
 }
 
-int
-auth_foreach(struct userdb *db,
-    int (*fn)(void *arg, const char *addr, const char *maildir), void *arg,
-    const char **why)
+/*
+ * Calls fn(arg, key, why) for every key of dbf in database order; fn
+ * returning -1 stops the walk with its *why.  0, or -1 (*why; a read
+ * error is named after name).
+ */
+static int
+db_walk(GDBM_FILE dbf, const char *name,
+    int (*fn)(void *, datum, const char **), void *arg, const char **why)
 {
-	char addr[ADDR_MAX + 1], rec[AUTH_RECORD_MAX + 1], *dir;
-	datum key, next;
-	int found, rv = -1;
+	datum	key, next;
+	int	rv = -1;
 
-	key = gdbm_firstkey(db->dbf);
+	key = gdbm_firstkey(dbf);
 	while (key.dptr != NULL) {
-		if (key.dsize <= 0 || (size_t)key.dsize > ADDR_MAX) {
-			*why = setwhy(db->path, "malformed key");
+		if (fn(arg, key, why) == -1)
 			goto out;
-		}
-		memcpy(addr, key.dptr, (size_t)key.dsize);
-		addr[key.dsize] = '\0';
-		if (strcmp(addr, PARAMS_KEY) == 0)
-			goto next;	/* not a user */
-		found = db_fetch(db->dbf, db->path, addr, rec, sizeof(rec),
-		    why);
-		if (found == -1)
-			goto out;
-		if (found == 0 || split_record(rec, &dir) == -1) {
-			*why = setwhy(db->path, "malformed user record");
-			goto out;
-		}
-		if (fn(arg, addr, dir) == -1) {
-			*why = "stopped";
-			goto out;
-		}
-next:
-		next = gdbm_nextkey(db->dbf, key);
+		next = gdbm_nextkey(dbf, key);
 		free(key.dptr);
 		key = next;
 	}
 	if (gdbm_errno != GDBM_ITEM_NOT_FOUND) {
-		*why = gdbm_why(db->path, gdbm_errno, errno);
+		*why = gdbm_why(name, gdbm_errno, errno);
 		goto out;
 	}
 	rv = 0;
 out:
 	free(key.dptr);
-	OPENSSL_cleanse(rec, sizeof(rec));
 	return rv;
 }
 
+/* auth_foreach()'s walk: one user, its record split, to the caller. */
+struct each {
+	struct userdb	 *db;
+	int		(*fn)(void *, const char *, const char *);
+	void		 *arg;
+	char		  rec[AUTH_RECORD_MAX + 1];
+};
+
+static int
+each_user(void *arg, datum key, const char **why)
+{
+	struct each	*e = arg;
+	char		 addr[ADDR_MAX + 1], *dir;
+	int		 found;
+
+	if (key.dsize <= 0 || (size_t)key.dsize > ADDR_MAX) {
+		*why = setwhy(e->db->path, "malformed key");
+		return -1;
+	}
+	memcpy(addr, key.dptr, (size_t)key.dsize);
+	addr[key.dsize] = '\0';
+	if (strcmp(addr, PARAMS_KEY) == 0)
+		return 0;	/* not a user */
+	found = db_fetch(e->db->dbf, e->db->path, addr, e->rec,
+	    sizeof(e->rec), why);
+	if (found == -1)
+		return -1;
+	if (found == 0 || split_record(e->rec, &dir) == -1) {
+		*why = setwhy(e->db->path, "malformed user record");
+		return -1;
+	}
+	if (e->fn(e->arg, addr, dir) == -1) {
+		*why = "stopped";
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_foreach(struct userdb *db,
+    int (*fn)(void *arg, const char *addr, const char *maildir), void *arg,
+    const char **why)
+{
+	struct each	e;
+	int		rv;
+
+	e.db = db;
+	e.fn = fn;
+	e.arg = arg;
+	rv = db_walk(db->dbf, db->path, each_user, &e, why);
+	OPENSSL_cleanse(e.rec, sizeof(e.rec));
+	return rv;
+}
+
+/* copy_db()'s walk: every record but skip's (and the parameters'). */
+struct copy {
+	GDBM_FILE	 to;
+	GDBM_FILE	 from;
+	const char	*skip;
+	int		 noparams;
+};
+
+static int
+copy_one(void *arg, datum key, const char **why)
+{
+	struct copy	*c = arg;
+	datum		 val;
+	size_t		 skiplen = strlen(c->skip), plen = strlen(PARAMS_KEY);
+	int		 r;
+
+	if (((size_t)key.dsize == skiplen &&
+	    memcmp(key.dptr, c->skip, skiplen) == 0) ||
+	    (c->noparams && (size_t)key.dsize == plen &&
+	    memcmp(key.dptr, PARAMS_KEY, plen) == 0))
+		return 0;
+	if ((val = gdbm_fetch(c->from, key)).dptr == NULL) {
+		*why = gdbm_why("reading the database", gdbm_errno, errno);
+		return -1;
+	}
+	r = gdbm_store(c->to, key, val, GDBM_INSERT);
+	free(val.dptr);
+	if (r != 0) {
+		*why = gdbm_why("writing the new database", gdbm_errno, errno);
+		return -1;
+	}
+	return 0;
+}
 
 /*
  * Copies every record of from (NULL: none) into to, except skip's and,
@@ -760,46 +835,15 @@ static int
 copy_db(GDBM_FILE from, GDBM_FILE to, const char *skip, int noparams,
     const char **why)
 {
-	datum key, val, next;
-	size_t skiplen = strlen(skip), plen = strlen(PARAMS_KEY);
-	int rv = -1;
+	struct copy	c;
 
 	if (from == NULL)
 		return 0;
-	val.dptr = NULL;
-	key = gdbm_firstkey(from);
-	while (key.dptr != NULL) {
-		if (!((size_t)key.dsize == skiplen &&
-		    memcmp(key.dptr, skip, skiplen) == 0) &&
-		    !(noparams && (size_t)key.dsize == plen &&
-		    memcmp(key.dptr, PARAMS_KEY, plen) == 0)) {
-			val = gdbm_fetch(from, key);
-			if (val.dptr == NULL) {
-				*why = gdbm_why("reading the database",
-				    gdbm_errno, errno);
-				goto out;
-			}
-			if (gdbm_store(to, key, val, GDBM_INSERT) != 0) {
-				*why = gdbm_why("writing the new database",
-				    gdbm_errno, errno);
-				goto out;
-			}
-			free(val.dptr);
-			val.dptr = NULL;
-		}
-		next = gdbm_nextkey(from, key);
-		free(key.dptr);
-		key = next;
-	}
-	if (gdbm_errno != GDBM_ITEM_NOT_FOUND) {
-		*why = gdbm_why("reading the database", gdbm_errno, errno);
-		goto out;
-	}
-	rv = 0;
-out:
-	free(key.dptr);
-	free(val.dptr);
-	return rv;
+	c.from = from;
+	c.to = to;
+	c.skip = skip;
+	c.noparams = noparams;
+	return db_walk(from, "reading the database", copy_one, &c, why);
 }
 
 /* The arguments of a change, checked before anything is locked. */

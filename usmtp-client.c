@@ -209,7 +209,7 @@ static int	 read_frame(enum ftype type, size_t max, unsigned char **data,
 		    size_t *len);
 static size_t	 read_plain(enum ftype type, unsigned char **data,
 		    const char *ctx);
-static void	 plain_failed(int r, const char *ctx)
+static void	 reply_failed(int r, const char *ctx)
 		    __attribute__((noreturn));
 static int	 not_usmtp(const unsigned char *p, size_t n);
 static int	 read_hello_reply(unsigned char **data, size_t *len);
@@ -985,12 +985,12 @@ read_plain(enum ftype type, unsigned char **data, const char *ctx)
 
 	if ((r = read_frame(type, PLAIN_MAX_BYTES, data, &len)) == FR_OK)
 		return len;
-	plain_failed(r, ctx);
+	reply_failed(r, ctx);
 }
 
-/* Why a plaintext reply could not be read, and the end. */
+/* Why a reply could not be read, and the end. */
 static void
-plain_failed(int r, const char *ctx)
+reply_failed(int r, const char *ctx)
 {
 	switch (r) {
 	case FR_EOF:
@@ -1001,6 +1001,11 @@ plain_failed(int r, const char *ctx)
 		die(EX_TEMPFAIL, "%s: no reply from the server in time", ctx);
 	case FR_ERROR:
 		die(EX_UNAVAILABLE, "%s: %s", ctx, io.why);
+	case FR_BADFRAME:
+		if (io.noise)
+			die(EX_PROTOCOL, "%s: %s: the connection may have been "
+			    "tampered with", ctx, io.why);
+		/* FALLTHROUGH */
 	default:
 		die(EX_PROTOCOL, "%s: malformed reply", ctx);
 	}
@@ -1253,7 +1258,7 @@ say_hello(void)
 
 	send_frame(FT_PLAIN, DEF_HELLO, strlen(DEF_HELLO), NULL);
 	if ((r = read_hello_reply(&data, &len)) != FR_OK)
-		plain_failed(r, "hello");
+		reply_failed(r, "hello");
 	trace("<-", shown(data, len), len, rx_wire, 0, FT_PLAIN);
 	if (len >= 4 && data[0] == '5' && isdigit(data[1]) &&
 	    isdigit(data[2]) && data[3] == ' ')
@@ -1293,7 +1298,7 @@ offer_algorithms(enum offer offer, unsigned char **data, size_t *len)
 		return 2;
 	}
 	if (r != FR_OK)
-		plain_failed(r, "algorithms");
+		reply_failed(r, "algorithms");
 	if ((pem = find_bytes(*data, *len, "-----BEGIN")) != NULL) {
 		n = (size_t)(pem - *data);
 		(void)snprintf(what, sizeof(what), "%s [a certificate, %zu "
@@ -1462,26 +1467,8 @@ read_reply(const char **text, size_t *len, const char *ctx)
 	unsigned char	*data;
 	int		 r, code;
 
-	r = read_frame(FT_CIPHER, FRAME_MAX_BYTES, &data, len);
-	switch (r) {
-	case FR_OK:
-		break;
-	case FR_EOF:
-	case FR_TRUNC:
-		die(EX_UNAVAILABLE, "%s: the server closed the connection",
-		    ctx);
-	case FR_TIMEOUT:
-		die(EX_TEMPFAIL, "%s: no reply from the server in time", ctx);
-	case FR_ERROR:
-		die(EX_UNAVAILABLE, "%s: %s", ctx, io.why);
-	case FR_BADFRAME:
-		if (io.noise)
-			die(EX_PROTOCOL, "%s: %s: the connection may have been "
-			    "tampered with", ctx, io.why);
-		/* FALLTHROUGH */
-	default:
-		die(EX_PROTOCOL, "%s: malformed reply frame", ctx);
-	}
+	if ((r = read_frame(FT_CIPHER, FRAME_MAX_BYTES, &data, len)) != FR_OK)
+		reply_failed(r, ctx);
 	trace("<-", shown(data, *len), *len, rx_wire, rx_records, FT_CIPHER);
 	if (*len < 3 || !isdigit(data[0]) || !isdigit(data[1]) ||
 	    !isdigit(data[2]) || (*len > 3 && data[3] != ' ') ||
