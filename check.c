@@ -57,6 +57,7 @@ struct mdwalk {
 static void	 say(struct run *, enum check_level, const char *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
 static void	 names(struct run *);
+static void	 idname(char *, size_t, const char *, unsigned long);
 static int	 dir_of(const char *, char *, size_t);
 static const char *closed_dir(const char *, char *, size_t);
 static const char *file_why(const char *, const char *, enum check_file,
@@ -100,21 +101,22 @@ say(struct run *r, enum check_level level, const char *path,
 static void
 names(struct run *r)
 {
-	struct passwd	*pw;
-	struct group	*gr;
+	struct passwd	*pw = getpwuid(geteuid());
+	struct group	*gr = getgrgid(getegid());
 
-	if ((pw = getpwuid(geteuid())) != NULL &&
-	    strlen(pw->pw_name) < sizeof(r->user))
-		snprintf(r->user, sizeof(r->user), "%s", pw->pw_name);
+	idname(r->user, sizeof(r->user), pw ? pw->pw_name : NULL, geteuid());
+	idname(r->group, sizeof(r->group), gr ? gr->gr_name : NULL,
+	    getegid());
+}
+
+/* name into buf when it fits, else the number. */
+static void
+idname(char *buf, size_t sz, const char *name, unsigned long id)
+{
+	if (name != NULL && strlen(name) < sz)
+		snprintf(buf, sz, "%s", name);
 	else
-		snprintf(r->user, sizeof(r->user), "%lu",
-		    (unsigned long)geteuid());
-	if ((gr = getgrgid(getegid())) != NULL &&
-	    strlen(gr->gr_name) < sizeof(r->group))
-		snprintf(r->group, sizeof(r->group), "%s", gr->gr_name);
-	else
-		snprintf(r->group, sizeof(r->group), "%lu",
-		    (unsigned long)getegid());
+		snprintf(buf, sz, "%lu", id);
 }
 
 /* The directory path lies in ("." for a bare name).  0, or -1. */

@@ -55,23 +55,16 @@ proxy_parse(const unsigned char *p, size_t len, struct proxy_hdr *h,
 	 * The first bytes tell the version (the specification, 2.2,
 	 * "identifying the protocol version"); anything else is no header.
 	 */
-	if (len > 0 && p[0] == 'P') {
-		n = len < V1_PREFIX_BYTES ? len : V1_PREFIX_BYTES;
-		if (memcmp(p, V1_PREFIX, n) != 0) {
+	if (len > 0 && (p[0] == 'P' || p[0] == '\r')) {
+		h->version = p[0] == 'P' ? 1 : 2;
+		n = h->version == 1 ? V1_PREFIX_BYTES : V2_SIG_BYTES;
+		if (memcmp(p, h->version == 1 ? V1_PREFIX : V2_SIG,
+		    len < n ? len : n) != 0) {
 			*why = "not a PROXY protocol header";
 			return PROXY_BAD;
 		}
-		h->version = 1;
-		return v1_parse(p, len, h, why);
-	}
-	if (len > 0 && p[0] == '\r') {
-		n = len < V2_SIG_BYTES ? len : V2_SIG_BYTES;
-		if (memcmp(p, V2_SIG, n) != 0) {
-			*why = "not a PROXY protocol header";
-			return PROXY_BAD;
-		}
-		h->version = 2;
-		return v2_parse(p, len, h, why);
+		return h->version == 1 ? v1_parse(p, len, h, why) :
+		    v2_parse(p, len, h, why);
 	}
 	if (len == 0)
 		return PROXY_MORE;

@@ -107,6 +107,7 @@ static void	key_id(const struct hdr *, const struct throttle_key *,
 		    unsigned char *);
 static size_t	home(const struct hdr *, int, const unsigned char *);
 static int	chunk_read(int, size_t, struct slot *, const char **);
+static int	put(int, const void *, size_t, off_t, const char **);
 static int	slot_write(int, size_t, const struct slot *, const char **);
 static int	probe_read(int, size_t, struct slot *, const char **);
 static int	probe_find(const struct slot *, int, const unsigned char *,
@@ -321,11 +322,8 @@ throttle_fail(struct throttle *t, const struct throttle_key *keys,
 		h.max = t->max;
 		h.net_max = t->net_max;
 		h.window = t->window;
-		errno = 0;
-		if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-			*why = errno == 0 ? "short write" : strerror(errno);
+		if (put(fd, &h, sizeof(h), 0, why) == -1)
 			goto out;
-		}
 	}
 	for (i = 0; i < n; i++)
 		if (count_one(t, fd, &h, &keys[i], now, &failures[i],
@@ -482,12 +480,9 @@ throttle_clear(struct throttle *t, const struct throttle_key *k,
 			}
 		if (n == 0)
 			continue;
-		errno = 0;
-		if (pwrite(fd, chunk, sizeof(chunk), THROTTLE_HDR_BYTES +
-		    (off_t)i * THROTTLE_SLOT_BYTES) != (ssize_t)sizeof(chunk)) {
-			*why = errno == 0 ? "short write" : strerror(errno);
+		if (put(fd, chunk, sizeof(chunk), THROTTLE_HDR_BYTES +
+		    (off_t)i * THROTTLE_SLOT_BYTES, why) == -1)
 			goto out;
-		}
 		*cleared += n;
 	}
 	rv = 0;
@@ -718,12 +713,7 @@ tdb_create(const char *path, const struct stat *old, const char **why)
 		fallback[1] = mix((uint64_t)ts.tv_sec ^ fallback[0]);
 		memcpy(h.salt, fallback, sizeof(h.salt));
 	}
-	errno = 0;
-	if (write(fd, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
-		*why = errno == 0 ? "short write" : strerror(errno);
-		goto out;
-	}
-	if (tdb_fill(fd, why) == -1)
+	if (put(fd, &h, sizeof(h), 0, why) == -1 || tdb_fill(fd, why) == -1)
 		goto out;
 	if (fsync(fd) == -1) {
 		*why = strerror(errno);
@@ -755,22 +745,15 @@ static int
 tdb_fill(int fd, const char **why)
 {
 	static const unsigned char	zero[ZERO_CHUNK_BYTES];
-	off_t				left;
-	ssize_t				n;
+	off_t				off;
 	size_t				want;
 
-	left = THROTTLE_FILE_BYTES - THROTTLE_HDR_BYTES;
-	while (left > 0) {
-		want = left < (off_t)sizeof(zero) ? (size_t)left :
-		    sizeof(zero);
-		errno = 0;
-		if ((n = write(fd, zero, want)) <= 0) {
-			if (n == -1 && errno == EINTR)
-				continue;
-			*why = errno == 0 ? "short write" : strerror(errno);
+	for (off = THROTTLE_HDR_BYTES; off < THROTTLE_FILE_BYTES;
+	    off += (off_t)want) {
+		want = THROTTLE_FILE_BYTES - off < (off_t)sizeof(zero) ?
+		    (size_t)(THROTTLE_FILE_BYTES - off) : sizeof(zero);
+		if (put(fd, zero, want, off, why) == -1)
 			return -1;
-		}
-		left -= n;
 	}
 	return 0;
 }
@@ -925,16 +908,23 @@ chunk_read(int fd, size_t idx, struct slot *p, const char **why)
 	return 0;
 }
 
+/* pwrite(2) of all n bytes at off.  0, or -1 (*why). */
 static int
-slot_write(int fd, size_t idx, const struct slot *sl, const char **why)
+put(int fd, const void *p, size_t n, off_t off, const char **why)
 {
 	errno = 0;
-	if (pwrite(fd, sl, sizeof(*sl), THROTTLE_HDR_BYTES +
-	    (off_t)idx * THROTTLE_SLOT_BYTES) != (ssize_t)sizeof(*sl)) {
+	if (pwrite(fd, p, n, off) != (ssize_t)n) {
 		*why = errno == 0 ? "short write" : strerror(errno);
 		return -1;
 	}
 	return 0;
+}
+
+static int
+slot_write(int fd, size_t idx, const struct slot *sl, const char **why)
+{
+	return put(fd, sl, sizeof(*sl), THROTTLE_HDR_BYTES +
+	    (off_t)idx * THROTTLE_SLOT_BYTES, why);
 }
 
 /* Reads the THROTTLE_PROBE slots from idx on, wrapping, into p. */
