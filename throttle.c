@@ -908,14 +908,27 @@ chunk_read(int fd, size_t idx, struct slot *p, const char **why)
 	return 0;
 }
 
-/* pwrite(2) of all n bytes at off.  0, or -1 (*why). */
+/*
+ * pwrite(2) of all n bytes at off: a short write is retried, so that a
+ * full disk is reported as ENOSPC, not as "short write".  0, or -1 (*why).
+ */
 static int
 put(int fd, const void *p, size_t n, off_t off, const char **why)
 {
-	errno = 0;
-	if (pwrite(fd, p, n, off) != (ssize_t)n) {
-		*why = errno == 0 ? "short write" : strerror(errno);
-		return -1;
+	const unsigned char	*b = p;
+	ssize_t			 w;
+
+	while (n > 0) {
+		errno = 0;
+		if ((w = pwrite(fd, b, n, off)) <= 0) {
+			if (w == -1 && errno == EINTR)
+				continue;
+			*why = errno == 0 ? "short write" : strerror(errno);
+			return -1;
+		}
+		b += w;
+		n -= (size_t)w;
+		off += w;
 	}
 	return 0;
 }
