@@ -90,7 +90,7 @@ tests/unit/replay-bench: tests/unit/replay-bench.o replay.o util.o
 tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
-tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o
+tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
@@ -148,13 +148,14 @@ tests/fuzz/fuzz-frame: tests/fuzz/fuzz-frame.c frame.c crypto.c util.c noise.c \
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-frame.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
-tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c tests/unit/noise-pair.h frame.c crypto.c util.c \
-	    noise.c usmtp.h
+tests/fuzz/fuzz-record: tests/fuzz/fuzz-record.c tests/unit/noise-pair.h frame.c crypto.c \
+	    util.c noise.c usmtp.h tests/fuzz/fuzz.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-record.c frame.c crypto.c \
 	    util.c noise.c -lcrypto
 
-tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c usmtp.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c
+tests/fuzz/fuzz-proxy: tests/fuzz/fuzz-proxy.c proxy.c util.c usmtp.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-proxy.c proxy.c util.c \
+	    -lcrypto
 
 tests/fuzz/fuzz-msgin: tests/fuzz/fuzz-msgin.c msgin.c usmtp.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz-msgin.c msgin.c

@@ -62,6 +62,8 @@ static int	 mix_key(struct noise_hs *hs,
 static int	 mix_dh(struct noise_hs *hs, EVP_PKEY *priv,
 		    const unsigned char pub[NOISE_DH_BYTES], const char **why);
 static EVP_PKEY *x25519_private(const unsigned char *raw);
+static int	 pkey_raw(EVP_PKEY *key, int priv,
+		    unsigned char out[NOISE_DH_BYTES], const char **why);
 static int	 fail(struct noise_hs *hs, const char *reason,
 		    const char **why);
 
@@ -546,36 +548,35 @@ int
 noise_pkey_private(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
     const char **why)
 {
-	size_t	n = NOISE_DH_BYTES;
-
-	if (key == NULL || !EVP_PKEY_is_a(key, "X25519")) {
-		*why = "not an X25519 key";
-		return -1;
-	}
-	if (EVP_PKEY_get_raw_private_key(key, out, &n) != 1 ||
-	    n != NOISE_DH_BYTES) {
-		OPENSSL_cleanse(out, NOISE_DH_BYTES);
-		ERR_clear_error();
-		*why = "no X25519 private key in it";
-		return -1;
-	}
-	return 0;
+	return pkey_raw(key, 1, out, why);
 }
 
 int
 noise_pkey_public(EVP_PKEY *key, unsigned char out[NOISE_DH_BYTES],
     const char **why)
 {
+	return pkey_raw(key, 0, out, why);
+}
+
+/* The raw private (priv) or public half of an X25519 key. */
+static int
+pkey_raw(EVP_PKEY *key, int priv, unsigned char out[NOISE_DH_BYTES],
+    const char **why)
+{
 	size_t	n = NOISE_DH_BYTES;
+	int	r;
 
 	if (key == NULL || !EVP_PKEY_is_a(key, "X25519")) {
 		*why = "not an X25519 key";
 		return -1;
 	}
-	if (EVP_PKEY_get_raw_public_key(key, out, &n) != 1 ||
-	    n != NOISE_DH_BYTES) {
+	r = priv ? EVP_PKEY_get_raw_private_key(key, out, &n) :
+	    EVP_PKEY_get_raw_public_key(key, out, &n);
+	if (r != 1 || n != NOISE_DH_BYTES) {
+		OPENSSL_cleanse(out, NOISE_DH_BYTES);
 		ERR_clear_error();
-		*why = "no X25519 public key in it";
+		*why = priv ? "no X25519 private key in it" :
+		    "no X25519 public key in it";
 		return -1;
 	}
 	return 0;

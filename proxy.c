@@ -39,7 +39,6 @@ static int	v2_parse(const unsigned char *p, size_t len,
 		    struct proxy_hdr *h, const char **why);
 static void	peer_text(int family, const void *addr, unsigned port,
 		    char *out, size_t outsz);
-static long	now_ms(void);
 static int	take(int fd, unsigned char *buf, size_t n, long deadline,
 		    const char **why);
 
@@ -329,15 +328,6 @@ peer_text(int family, const void *addr, unsigned port, char *out,
 	    port);
 }
 
-static long
-now_ms(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Reads exactly n bytes that are known to be queued on fd (they were
  * seen with MSG_PEEK), waiting no later than deadline.
@@ -361,7 +351,7 @@ take(int fd, unsigned char *buf, size_t n, long deadline, const char **why)
 		if (errno == EINTR)
 			continue;
 		if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    now_ms() < deadline)
+		    clock_ms() < deadline)
 			continue;	/* queued: cannot really happen */
 		*why = "cannot read the PROXY header";
 		return -1;
@@ -384,14 +374,14 @@ proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why)
 		*why = "out of memory";
 		return -1;
 	}
-	deadline = now_ms() + timeout_ms;
+	deadline = clock_ms() + timeout_ms;
 	for (;;) {
 		/*
 		 * Wait for bytes we have not taken yet.  Every byte taken
 		 * so far belongs to the header, so poll() wakes only for
 		 * new ones.
 		 */
-		if ((left = deadline - now_ms()) <= 0) {
+		if ((left = deadline - clock_ms()) <= 0) {
 			*why = have == 0 ? "no PROXY header in time" :
 			    "PROXY header not complete in time";
 			goto out;

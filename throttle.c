@@ -108,6 +108,9 @@ static void	key_id(const struct hdr *, const struct throttle_key *,
 static size_t	home(const struct hdr *, int, const unsigned char *);
 static int	chunk_read(int, size_t, struct slot *, const char **);
 static int	put(int, const void *, size_t, off_t, const char **);
+static int	clear_one(int, const struct hdr *, const struct throttle_key *,
+		    unsigned *, const char **);
+static int	clear_all(int, unsigned *, const char **);
 static int	slot_write(int, size_t, const struct slot *, const char **);
 static int	probe_read(int, size_t, struct slot *, const char **);
 static int	probe_find(const struct slot *, int, const unsigned char *,
@@ -446,33 +449,50 @@ int
 throttle_clear(struct throttle *t, const struct throttle_key *k,
     unsigned *cleared, const char **why)
 {
-	static const struct slot empty;
-	static struct slot	chunk[CHUNK_SLOTS];
-	unsigned char	 id[16];
 	struct hdr	 h;
-	struct slot	 sl;
-	size_t		 i, j, at;
-	unsigned	 n;
-	int		 fd, r, rv = -1;
+	int		 fd, r;
 
 	*cleared = 0;
 	if ((r = tdb_open(t, TDB_WRITE, &fd, &h, why)) <= 0)
 		return r;
-	if (k != NULL) {
-		key_id(&h, k, id);
-		if ((r = slot_find(fd, &h, k->kind, id, &at, &sl, why)) == -1)
-			goto out;
-		if (r == 1) {
-			if (slot_write(fd, at, &empty, why) == -1)
-				goto out;
-			*cleared = 1;
-		}
-		rv = 0;
-		goto out;
-	}
+	r = k != NULL ? clear_one(fd, &h, k, cleared, why) :
+	    clear_all(fd, cleared, why);
+	close(fd);	/* drops the lock */
+	return r;
+}
+
+/* Empties k's slot, if it has one. */
+static int
+clear_one(int fd, const struct hdr *h, const struct throttle_key *k,
+    unsigned *cleared, const char **why)
+{
+	static const struct slot empty;
+	unsigned char	 id[16];
+	struct slot	 sl;
+	size_t		 at;
+	int		 r;
+
+	key_id(h, k, id);
+	if ((r = slot_find(fd, h, k->kind, id, &at, &sl, why)) != 1)
+		return r;
+	if (slot_write(fd, at, &empty, why) == -1)
+		return -1;
+	*cleared = 1;
+	return 0;
+}
+
+/* Empties every slot in use, a chunk at a time. */
+static int
+clear_all(int fd, unsigned *cleared, const char **why)
+{
+	static const struct slot empty;
+	static struct slot	chunk[CHUNK_SLOTS];
+	size_t		 i, j;
+	unsigned	 n;
+
 	for (i = 0; i < THROTTLE_SLOTS; i += CHUNK_SLOTS) {
 		if (chunk_read(fd, i, chunk, why) == -1)
-			goto out;
+			return -1;
 		for (j = 0, n = 0; j < CHUNK_SLOTS; j++)
 			if (chunk[j].kind != 0 || chunk[j].count != 0) {
 				chunk[j] = empty;
@@ -482,13 +502,10 @@ throttle_clear(struct throttle *t, const struct throttle_key *k,
 			continue;
 		if (put(fd, chunk, sizeof(chunk), THROTTLE_HDR_BYTES +
 		    (off_t)i * THROTTLE_SLOT_BYTES, why) == -1)
-			goto out;
+			return -1;
 		*cleared += n;
 	}
-	rv = 0;
-out:
-	close(fd);
-	return rv;
+	return 0;
 }
 
 /*

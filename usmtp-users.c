@@ -87,6 +87,7 @@ struct list {
 
 static void	usage(FILE *);
 static int	usage_error(const char *, const char *);
+static int	flushed(void);
 static const char *shown(const char *);
 static int	read_tty(const char *, char *, size_t, size_t *);
 static int	get_password(int, int, char *, size_t, size_t *);
@@ -165,6 +166,18 @@ usage_error(const char *what, const char *detail)
 }
 
 /* A bad argument as we may print it: printable ASCII, cut short. */
+/* Standard output flushed: 0, or EX_IOERR (said on standard error). */
+static int
+flushed(void)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, PROG ": standard output: %s\n",
+		    strerror(errno));
+		return EX_IOERR;
+	}
+	return 0;
+}
+
 static const char *
 shown(const char *s)
 {
@@ -353,8 +366,7 @@ do_init(const char *db, int cost)
 	}
 	if (r == 1) {
 		printf(PROG ": %s: a database already, left as it is\n", db);
-		if (fflush(stdout) == EOF)
-			return EX_IOERR;
+		return flushed();
 	}
 	return 0;
 }
@@ -438,12 +450,7 @@ do_list(const char *db)
 		else
 			printf("%s\n", l.v[i].addr);
 	}
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, PROG ": standard output: %s\n",
-		    strerror(errno));
-		goto out;
-	}
-	rv = 0;
+	rv = flushed();
 out:
 	free_list(&l);
 	auth_close(udb);
@@ -613,12 +620,7 @@ do_lockouts(const char *tdb, const char *db)
 		qsort(l.v, l.n, sizeof(l.v[0]), cmp_lock);
 	for (i = 0; i < l.n; i++)
 		print_lock(&l.v[i]);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, PROG ": standard output: %s\n",
-		    strerror(errno));
-		goto out;
-	}
-	rv = 0;
+	rv = flushed();
 out:
 	free(names);
 	free(l.v);
@@ -682,7 +684,7 @@ do_unlock(const char *tdb, const char *target)
 	if (all) {
 		printf("%u %s cleared\n", cleared, cleared == 1 ? "entry" :
 		    "entries");
-		return fflush(stdout) == EOF ? EX_IOERR : 0;
+		return flushed();
 	}
 	if (cleared == 0) {
 		fprintf(stderr, PROG ": %s: nothing recorded\n", shown(target));
@@ -737,10 +739,10 @@ parse_args(int argc, char *argv[], struct args *a)
 			break;
 		case 'h':
 			usage(stdout);
-			return fflush(stdout) == EOF ? EX_IOERR : 0;
+			return flushed();
 		case 'V':
 			printf(PROG " " USMTP_VERSION "\n");
-			return fflush(stdout) == EOF ? EX_IOERR : 0;
+			return flushed();
 		case O_DB:
 			a->db = optarg;
 			break;

@@ -26,7 +26,6 @@ static const unsigned char key[SESSION_KEY_BYTES] = USMTP_FUZZ_KEY;
 static const size_t limits[] = { 16, 256, FRAME_MAX_BYTES, 65536 };
 
 static int	memfd_with(const void *p, size_t n);
-static int	count_sink(void *arg, const unsigned char *p, size_t len);
 static void	roundtrip(enum ftype type, int keyed, const unsigned char *p,
 		    size_t len);
 
@@ -43,19 +42,6 @@ memfd_with(const void *p, size_t n)
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		abort();
 	return fd;
-}
-
-static int
-count_sink(void *arg, const unsigned char *p, size_t len)
-{
-	size_t	*total = arg;
-
-	if (len == 0 || len > STREAM_CHUNK_BYTES)
-		abort();
-	/* touch every byte, so ASan sees any overread */
-	while (len-- > 0)
-		*total += p[len];
-	return 0;
 }
 
 /*
@@ -120,7 +106,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct frameio	 io;
 	enum ftype	 type;
 	unsigned char	*p;
-	size_t		 len, max, total = 0, n;
+	struct fuzz_sink	 sink = { 0, STREAM_CHUNK_BYTES };
+	size_t		 len, max, n;
 	int		 fd, keyed, r, i;
 	unsigned int	 counted;
 
@@ -139,7 +126,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (counted & (1U << (i % 8))) {
 			/* a counted run sized by what is left, at most 100 */
 			n = frame_pending(&io) % 101 + 1;
-			r = frame_read_counted(&io, n, count_sink, &total);
+			r = frame_read_counted(&io, n, fuzz_sink, &sink);
 			if (r == FR_TRUNC)
 				break;
 			if (r != FR_OK) {

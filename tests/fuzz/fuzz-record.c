@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include "usmtp.h"
+#include "tests/fuzz/fuzz.h"
 #include "tests/unit/noise-pair.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -33,7 +34,6 @@ static struct noise_cipher tx, rx;	/* one pair, reset per input */
 static unsigned char	 spriv[NOISE_DH_BYTES];
 
 static void	setup(void);
-static int	count_sink(void *arg, const unsigned char *p, size_t len);
 
 static void
 setup(void)
@@ -43,18 +43,6 @@ setup(void)
 	noise_pair(&tx, &a, &b, &rx, spriv);
 	noise_cipher_clear(&a);
 	noise_cipher_clear(&b);
-}
-
-static int
-count_sink(void *arg, const unsigned char *p, size_t len)
-{
-	size_t	*total = arg;
-
-	if (len == 0 || len > NOISE_PLAIN_MAX_BYTES)
-		abort();
-	while (len-- > 0)
-		*total += p[len];
-	return 0;
 }
 
 int
@@ -67,7 +55,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t		*p = data + 1, *end = data + size;
 	unsigned char		*f, pl[8192];
 	const char		*why;
-	size_t			 len, dl, ml, sent = 0, total = 0, max;
+	struct fuzz_sink	 sink = { 0, NOISE_PLAIN_MAX_BYTES };
+	size_t			 len, dl, ml, sent = 0, max;
 	int			 fd, r;
 
 	if (!ready) {
@@ -113,8 +102,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	io.noise = 1;
 	io.rx = rx;		/* shared: not frame_set_noise(), which owns */
 	if (data[0] & 1) {
-		r = frame_read_content(&io, sent, -1, count_sink, &total);
-		if (r == FR_OK && total > 255 * sent)
+		r = frame_read_content(&io, sent, -1, fuzz_sink, &sink);
+		if (r == FR_OK && sink.total > 255 * sent)
 			abort();
 	} else {
 		for (;;) {
