@@ -1,5 +1,5 @@
 /*
- * replay.c -- the replay cache (usmtp(7), SECURITY): the client alone
+ * replay.c -- the replay cache (usmtp(7), CAVEATS): the client alone
  * picks the session key, so the bytes of a recorded session make a valid
  * session again.  A fixed-size state file shared by every handler
  * process under flock(2) remembers a keyed fingerprint of each accepted

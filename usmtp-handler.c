@@ -1461,7 +1461,7 @@ throttle_record(struct session *s, struct throttle *t,
 }
 
 /*
- * usmtp(7), SECURITY: a key block accepted before means a recorded
+ * usmtp(7), CAVEATS: a key block accepted before means a recorded
  * session played again.  1 when the block was seen; trouble with the
  * file is logged and lets the session go on (0): a broken replay cache
  * must not stop all mail.

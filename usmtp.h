@@ -820,7 +820,7 @@ int	proxy_read(int fd, int timeout_ms, struct proxy_hdr *h,
 /* replay.c */
 
 /*
- * The replay cache (usmtp(7), SECURITY): keyed fingerprints of accepted
+ * The replay cache (usmtp(7), CAVEATS): keyed fingerprints of accepted
  * RSA key blocks in a fixed-size state file shared by all handler
  * processes under flock(2).  The REPLAY_RING most recently recorded
  * blocks are always remembered (older ones are forgotten in the order

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # What an attacker can still try against a session, and what the handler
-# guarantees (usmtp-handler(8), SECURITY): a client that stops reading,
+# guarantees (usmtp-handler(8), SECURITY CONSIDERATIONS): a client that stops reading,
 # one that keeps the input full before logging in, a termination signal
 # in the middle of an attachment, no core dumps, and nothing of a
 # configuration error reaching a client under inetd.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# replay.bats -- whole-session replay (usmtp(7), SECURITY; --replay-db):
+# replay.bats -- whole-session replay (usmtp(7), CAVEATS; --replay-db):
 # a recorded session's client bytes piped into a new handler a second
 # time get 504 and deliver nothing; without the cache they deliver
 # twice.  A damaged cache is rebuilt and logged, an unusable one never
