@@ -91,7 +91,7 @@ tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
