@@ -78,6 +78,8 @@ die(const char *what)
 static void
 put(struct out *o, const void *p, size_t n)
 {
+	if (n == 0)		/* o->p may still be NULL: no memcpy to it */
+		return;
 	if (o->len + n > o->cap) {
 		o->cap = (o->len + n) * 2 + 256;
 		if ((o->p = realloc(o->p, o->cap)) == NULL)
