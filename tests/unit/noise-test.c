@@ -7,12 +7,15 @@
  * Usage: noise-test [VECTORS.json]; by default the file is found beside
  * the test binary's directory (../vectors/noise/cacophony-nk.json).
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "usmtp.h"
@@ -77,6 +80,8 @@ static void	 test_limits(const struct vector *v);
 static EVP_PKEY *keygen(const char *alg);
 static X509	*cert_for(EVP_PKEY *key, EVP_PKEY *signer);
 static void	 test_keys(const struct vector *v);
+static int	 pem_file(const char *path, EVP_PKEY *key);
+static void	 test_load(const struct vector *v);
 
 static char *
 read_json(const char *path)
@@ -844,5 +849,60 @@ main(int argc, char *argv[])
 	test_nonces(&v);
 	test_limits(&v);
 	test_keys(&v);
+	test_load(&v);
 	return tap_done();
+}
+
+/* key as unencrypted PKCS#8 PEM in a new file of mode 0600 at path. */
+static int
+pem_file(const char *path, EVP_PKEY *key)
+{
+	FILE	*f;
+	int	 fd, r;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) == -1)
+		return -1;
+	if ((f = fdopen(fd, "w")) == NULL) {
+		close(fd);
+		return -1;
+	}
+	r = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+	return fclose(f) == 0 && r == 1 ? 0 : -1;
+}
+
+/*
+ * crypto_load_key(KEY_X25519) parses PKCS#8 X25519 keys itself (crypto.c,
+ * x25519_fast): the key it gives must be the file's, private and public
+ * half, and a key of another type must still be refused.
+ */
+static void
+test_load(const struct vector *v)
+{
+	char		 dir[] = "/tmp/noise-test.XXXXXX", xp[64], ep[64];
+	EVP_PKEY	*s, *ed, *k;
+	unsigned char	 raw[32], pub[32];
+	const char	*why = "";
+
+	must(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(xp, sizeof(xp), "%s/x25519.key", dir);
+	snprintf(ep, sizeof(ep), "%s/ed25519.key", dir);
+	s = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, v->resp_s.b,
+	    32);
+	ed = keygen("ED25519");
+	must(s != NULL && ed != NULL && pem_file(xp, s) == 0 &&
+	    pem_file(ep, ed) == 0, "test key files written");
+	k = crypto_load_key(xp, KEY_X25519, &why);
+	ok(k != NULL && noise_pkey_private(k, raw, &why) == 0 &&
+	    same(raw, 32, v->resp_s.b, 32) &&
+	    noise_pkey_public(k, pub, &why) == 0 && same(pub, 32, v->rs.b, 32),
+	    "crypto_load_key reads a PKCS#8 X25519 key: the file's private "
+	    "and public key (%s)", k == NULL ? why : "ok");
+	EVP_PKEY_free(k);
+	k = crypto_load_key(ep, KEY_X25519, &why);
+	ok(k == NULL && strstr(why, "not an X25519 key") != NULL,
+	    "an Ed25519 key is refused as secure mode's key (%s)", why);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(s);
+	EVP_PKEY_free(ed);
+	remove_tree(dir);
 }
