@@ -69,41 +69,24 @@ usmtp-client: $(CLIENT_OBJS)
 usmtp-users: $(USERS_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(USERS_OBJS) $(LIBS)
 
+# The unit tests and drivers: each links its objects and libcrypto
+# (auth-test GDBM as well).
 tests/unit/frame-test: tests/unit/frame-test.o frame.o crypto.o util.o noise.o
+tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o util.o
+tests/unit/replay-test: tests/unit/replay-test.o replay.o util.o
+tests/unit/limit-test: tests/unit/limit-test.o limit.o util.o
+tests/unit/replay-bench: tests/unit/replay-bench.o replay.o util.o
+tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
+tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o util.o
+tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
+tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
+tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
+tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
+$(filter-out tests/unit/auth-test,$(UNITS)) $(DRIVERS) $(BENCH_DRIVERS):
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 tests/unit/auth-test: tests/unit/auth-test.o auth.o crypto.o util.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
-
-tests/unit/throttle-test: tests/unit/throttle-test.o throttle.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/replay-test: tests/unit/replay-test.o replay.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/limit-test: tests/unit/limit-test.o limit.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/replay-bench: tests/unit/replay-bench.o replay.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/noise-test: tests/unit/noise-test.o noise.o crypto.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/proxy-test: tests/unit/proxy-test.o proxy.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/mail-build: tests/unit/mail-build.o mailer.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/clientconf-test: tests/unit/clientconf-test.o clientconf.o util.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/unit/msgin-dump: tests/unit/msgin-dump.o msgin.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
-
-tests/usmtp-script: tests/usmtp-script.o dial.o frame.o crypto.o util.o noise.o
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcrypto
 
 %.o: %.c usmtp.h tests/unit/tap.h tests/unit/noise-pair.h
 	$(CC) $(ALL_CFLAGS) -I. -c -o $@ $<
