@@ -186,6 +186,7 @@ static void	 complain(const char *fmt, ...)
 static void	 on_signal(int sig);
 static void	 harden(struct session *s);
 static int	 parse_flag(const char *val);
+static const char *path_or_none(const char *val);
 static void	 log_init(void);
 static void	 logx(int prio, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
@@ -421,6 +422,13 @@ parse_num(const char *s, unsigned long long max, unsigned long long *out)
 }
 
 /* yes, true, 1: 1; no, false, 0: 0; else -1. */
+/* A file option's value: "" or "none" turns the feature off (NULL). */
+static const char *
+path_or_none(const char *val)
+{
+	return *val == '\0' || strcmp(val, "none") == 0 ? NULL : val;
+}
+
 static int
 parse_flag(const char *val)
 {
@@ -448,12 +456,10 @@ set_option(const char *name, const char *val, const char **why)
 	else if (strcmp(name, "users") == 0)
 		conf.users = val;
 	else if (strcmp(name, "noise-cert") == 0) {
-		conf.noise_cert = *val == '\0' || strcmp(val, "none") == 0 ?
-		    NULL : val;
+		conf.noise_cert = path_or_none(val);
 		conf.noise_set = 1;
 	} else if (strcmp(name, "noise-key") == 0) {
-		conf.noise_key = *val == '\0' || strcmp(val, "none") == 0 ?
-		    NULL : val;
+		conf.noise_key = path_or_none(val);
 		conf.noise_set = 1;
 	}
 	else if (strcmp(name, "maildir") == 0) {
@@ -485,8 +491,7 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.max_attachment = n;
 	} else if (strcmp(name, "throttle-db") == 0) {
-		conf.throttle_db = *val == '\0' || strcmp(val, "none") == 0 ?
-		    NULL : val;
+		conf.throttle_db = path_or_none(val);
 	} else if (strcmp(name, "throttle-max") == 0) {
 		if (parse_num(val, 1000000, &n) == -1)
 			return -1;
@@ -501,11 +506,9 @@ set_option(const char *name, const char *val, const char **why)
 			return -1;
 		conf.throttle_window = (unsigned)n;
 	} else if (strcmp(name, "replay-db") == 0) {
-		conf.replay_db = *val == '\0' || strcmp(val, "none") == 0 ?
-		    NULL : val;
+		conf.replay_db = path_or_none(val);
 	} else if (strcmp(name, "slot-file") == 0) {
-		conf.slot_file = *val == '\0' || strcmp(val, "none") == 0 ?
-		    NULL : val;
+		conf.slot_file = path_or_none(val);
 	} else if (strcmp(name, "max-kdf") == 0) {
 		if (parse_num(val, LIMIT_KDF_MAX, &n) == -1)
 			return -1;
